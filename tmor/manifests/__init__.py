@@ -1,0 +1,1 @@
+"""Input lists, sample keys, the shard plan and the per-stage ledgers."""

@@ -1,0 +1,1 @@
+"""Corpus stages (one module each) and the runner that maps a stage over shards."""

@@ -1,0 +1,2 @@
+"""Webdataset shards: safe tar I/O, the triplet sample codec, the streaming reader, importers
+and exporters."""
