@@ -1,0 +1,1 @@
+"""UNIK encoder, projection heads, memory queue, cluster-guided losses and exact DBSCAN."""
