@@ -1,30 +1,33 @@
-"""The corpus card ``<root>/corpus.json``: versions, stage configs, models and their hashes, counts."""
+"""The corpus card ``<root>/corpus.json``: versions, stage configs, models, counts."""
 
 from __future__ import annotations
 
 import json
-import platform
-import time
 from typing import Any
 
-from tmor import __version__, fsio
+from tmor import fsio
 
-
-def card_url(root: str) -> str:
-    return fsio.join(root, "corpus.json")
+CARD_NAME = "corpus.json"
 
 
 def read_corpus_card(root: str) -> dict[str, Any]:
-    """The card as a dict (empty when the corpus has none yet)."""
-    url = card_url(root)
-    return json.loads(fsio.read_bytes(url)) if fsio.exists(url) else {}
+    """The card of ``root`` ({} when there is none yet)."""
+    url = fsio.join(root, CARD_NAME)
+    if not fsio.exists(url):
+        return {}
+    return json.loads(fsio.read_bytes(url).decode("utf-8"))
 
 
 def update_corpus_card(root: str, section: str, data: dict[str, Any]) -> dict[str, Any]:
-    """Replace one section of the card (read-modify-write; the launching process calls it)."""
+    """Read-modify-write: set ``card[section] = data`` atomically; returns the whole card.
+
+    Not safe against two concurrent writers of the same card; the runner calls it from the
+    coordinating process only.
+    """
     card = read_corpus_card(root)
-    card.setdefault("tmor_version", __version__)
-    card["python"] = platform.python_version()
-    card[section] = {**data, "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    fsio.write_bytes(card_url(root), json.dumps(card, indent=2, default=str).encode())
+    card[section] = data
+    fsio.write_bytes(
+        fsio.join(root, CARD_NAME),
+        json.dumps(card, indent=2, sort_keys=True, default=str).encode("utf-8"),
+    )
     return card
