@@ -1,0 +1,115 @@
+"""Exporters from triplet shards to the formats the field's tools read.
+
+- pyskl / mmaction2 PoseDataset pickle: {'split': {...}, 'annotations': [{frame_dir,
+  total_frames, img_shape, original_shape, label, keypoint (M,T,V,C), keypoint_score (M,T,V)}]};
+  3D samples export keypoint_3d as keypoint (C=3), as pyskl's NTU 3D annotations do.
+- ST-GCN: data (N, C, T, V, M) float32 npy, zero-padded to the longest clip and the most persons,
+  plus a label pickle (sample names, label ids) and the label names.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from tmor import fsio
+from tmor.shards.codec import Triplet, decode_triplet
+from tmor.shards.index import shard_urls
+from tmor.shards.tario import iter_tar_samples
+
+
+def iter_triplets(root: str) -> Iterator[Triplet]:
+    """Every triplet of ``<root>/triplets`` (or of ``root`` itself when it holds the tars)."""
+    shard_dir = fsio.join(root, "triplets")
+    urls = shard_urls(shard_dir) or shard_urls(root)
+    for url in urls:
+        with fsio.open_url(url, "rb") as f:
+            for key, members in iter_tar_samples(f, url):
+                yield decode_triplet(key, members)
+
+
+def label_vocabulary(triplets: list[Triplet]) -> list[str]:
+    """Sorted distinct labels (samples without one are left out)."""
+    return sorted({t.label for t in triplets if t.label is not None})
+
+
+def to_pyskl_annotation(t: Triplet, label_id: int | None = None) -> dict[str, Any]:
+    kp = t.keypoint_3d if t.keypoint_3d is not None else t.keypoint
+    shape = tuple(t.meta.get("img_shape") or (0, 0))
+    ann: dict[str, Any] = {
+        "frame_dir": t.key,
+        "total_frames": int(kp.shape[1]),
+        "img_shape": shape,
+        "original_shape": tuple(t.meta.get("original_shape") or shape),
+        "label": label_id if label_id is not None else t.label,
+        "label_name": t.label,
+        "keypoint": np.asarray(kp, np.float32),
+        "keypoint_score": np.asarray(t.keypoint_score, np.float32),
+        "layout": t.layout,
+        "fps": t.fps,
+        "source": t.meta.get("source", t.key),
+    }
+    return ann
+
+
+def export_pyskl(root: str, out_pkl: str, split: dict[str, list[str]] | None = None) -> dict:
+    """Write the shards of ``root`` as a pyskl pickle; labels become ids into the sorted label
+    names (stored as ``'label_names'``). Split defaults to the card's import split or
+    {'all': every frame_dir}."""
+    from tmor.shards.card import read_corpus_card
+
+    triplets = list(iter_triplets(root))
+    names = label_vocabulary(triplets)
+    ids = {n: i for i, n in enumerate(names)}
+    anns = [to_pyskl_annotation(t, ids.get(t.label, -1)) for t in triplets]
+    if split is None:
+        split = read_corpus_card(root).get("import", {}).get("split") or {}
+        keys = {a["frame_dir"] for a in anns}
+        by_dir = {t.meta.get("frame_dir"): t.key for t in triplets}
+        split = {k: [by_dir.get(d, d) for d in v if by_dir.get(d, d) in keys]
+                 for k, v in split.items()}
+        split = split or {"all": [a["frame_dir"] for a in anns]}
+    data = {"split": split, "annotations": anns, "label_names": names}
+    fsio.write_bytes(out_pkl, pickle.dumps(data, protocol=4))
+    return {"samples": len(anns), "labels": len(names), "split": {k: len(v) for k, v in
+                                                                   split.items()}}
+
+
+def export_stgcn(
+    root: str, out_npy: str, out_label_pkl: str, channels: int = 3, max_frames: int | None = None,
+    max_persons: int = 2,
+) -> dict[str, Any]:
+    """Write (N, C, T, V, M) float32 data and (sample names, label ids) as ST-GCN's feeder reads.
+
+    channels 3: keypoint_3d when present, else x, y, score (OpenPose / Kinetics-skeleton style);
+    channels 2: x, y. T is the longest clip (or ``max_frames``, cutting longer clips)."""
+    triplets = list(iter_triplets(root))
+    if not triplets:
+        raise ValueError(f"{root}: no triplet samples to export")
+    layouts = {t.layout for t in triplets}
+    if len({t.keypoint.shape[2] for t in triplets}) != 1:
+        raise ValueError(f"{root}: samples have different joint counts ({sorted(layouts)})")
+    names = label_vocabulary(triplets)
+    ids = {n: i for i, n in enumerate(names)}
+    t_max = max(t.keypoint.shape[1] for t in triplets)
+    t_max = min(t_max, max_frames) if max_frames else t_max
+    v = triplets[0].keypoint.shape[2]
+    data = np.zeros((len(triplets), channels, t_max, v, max_persons), np.float32)
+    for i, t in enumerate(triplets):
+        if channels == 3 and t.keypoint_3d is not None:
+            arr = t.keypoint_3d
+        elif channels == 3:
+            arr = np.concatenate([t.keypoint[..., :2], t.keypoint_score[..., None]], -1)
+        else:
+            arr = t.keypoint[..., :2]
+        arr = arr[:max_persons, :t_max]  # (M, T, V, C)
+        data[i, :, : arr.shape[1], :, : arr.shape[0]] = arr.transpose(3, 1, 2, 0)
+    with fsio.atomic_open(out_npy) as f:
+        np.save(f, data, allow_pickle=False)
+    sample_names = [t.key for t in triplets]
+    labels = [ids.get(t.label, -1) for t in triplets]
+    fsio.write_bytes(out_label_pkl, pickle.dumps((sample_names, labels, names), protocol=4))
+    return {"samples": len(triplets), "shape": list(data.shape), "labels": len(names)}

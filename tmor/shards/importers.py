@@ -1,0 +1,385 @@
+"""Importers of existing skeleton data into skeleton-only triplet shards.
+
+Supported: pyskl / mmaction2 PoseDataset pickles, NTU RGB+D ``.skeleton`` text files and
+``(C, T, V, M)`` npy, Kinect v2 CSV (``name,x,y,z,state``, 25 lines per frame, as FallFree) and
+FSD-10 ``(3, T, 25, M)`` npy (x, y, confidence in OpenPose BODY_25). The caption comes from the
+label through a template; no video or text embedding exists, so ``has_video`` / ``has_text`` are
+false in each sample's json.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tmor import fsio
+from tmor.manifests.keys import sample_key
+from tmor.shards.codec import Triplet
+from tmor.shards.writer import write_triplet_shards
+
+TEMPLATE = "a person {label}."
+
+NTU_CLASSES = [
+    "drink water", "eat meal/snack", "brushing teeth", "brushing hair", "drop", "pickup", "throw",
+    "sitting down", "standing up (from sitting position)", "clapping", "reading", "writing",
+    "tear up paper", "wear jacket", "take off jacket", "wear a shoe", "take off a shoe",
+    "wear on glasses", "take off glasses", "put on a hat/cap", "take off a hat/cap", "cheer up",
+    "hand waving", "kicking something", "reach into pocket", "hopping (one foot jumping)",
+    "jump up", "make a phone call/answer phone", "playing with phone/tablet",
+    "typing on a keyboard", "pointing to something with finger", "taking a selfie",
+    "check time (from watch)", "rub two hands together", "nod head/bow", "shake head",
+    "wipe face", "salute", "put the palms together", "cross hands in front (say stop)",
+    "sneeze/cough", "staggering", "falling", "touch head (headache)",
+    "touch chest (stomachache/heart pain)", "touch back (backache)", "touch neck (neckache)",
+    "nausea or vomiting condition", "use a fan (with hand or paper)/feeling warm",
+    "punching/slapping other person", "kicking other person", "pushing other person",
+    "pat on back of other person", "point finger at the other person", "hugging other person",
+    "giving something to other person", "touch other person's pocket", "handshaking",
+    "walking towards each other", "walking apart from each other",
+]
+
+KINECT_JOINTS = [
+    "SpineBase", "SpineMid", "Neck", "Head", "ShoulderLeft", "ElbowLeft", "WristLeft", "HandLeft",
+    "ShoulderRight", "ElbowRight", "WristRight", "HandRight", "HipLeft", "KneeLeft", "AnkleLeft",
+    "FootLeft", "HipRight", "KneeRight", "AnkleRight", "FootRight", "SpineShoulder",
+    "HandTipLeft", "ThumbLeft", "HandTipRight", "ThumbRight",
+]
+KINECT_STATE_SCORE = {"TRACKED": 1.0, "INFERRED": 0.5, "NOT_TRACKED": 0.0}
+
+
+def caption_for(label: str | None, template: str = TEMPLATE) -> str:
+    return template.format(label=label) if label else ""
+
+
+def make_triplet(
+    source: str,
+    keypoint: np.ndarray,
+    keypoint_score: np.ndarray,
+    layout: str,
+    fps: float,
+    label: str | None = None,
+    keypoint_3d: np.ndarray | None = None,
+    extra: dict[str, Any] | None = None,
+    template: str = TEMPLATE,
+) -> Triplet:
+    """A skeleton-only triplet (no video / text embedding) keyed by its source."""
+    keypoint = np.asarray(keypoint, np.float32)
+    meta: dict[str, Any] = {
+        "source": source, "start": None, "end": None, "label": label,
+        "frames": int(keypoint.shape[1]), "persons": int(keypoint.shape[0]),
+        "seconds": float(keypoint.shape[1] / fps) if fps else None, "imported": True,
+    }
+    meta.update(extra or {})
+    return Triplet(
+        key=sample_key(source, None, None), keypoint=keypoint,
+        keypoint_score=np.asarray(keypoint_score, np.float32), layout=layout, fps=float(fps),
+        keypoint_3d=None if keypoint_3d is None else np.asarray(keypoint_3d, np.float32),
+        caption=caption_for(label, template), meta=meta,
+    )
+
+
+def _trim(
+    kp3: np.ndarray, score: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Drop all-zero persons and trailing all-zero frames (NTU pads to 300 frames, 2 persons)."""
+    present = np.abs(kp3).reshape(kp3.shape[0], -1).sum(axis=1) > 0
+    if present.any():
+        kp3, score = kp3[present], score[present]
+    frames = np.flatnonzero(np.abs(kp3).sum(axis=(0, 2, 3)) > 0)
+    end = int(frames[-1]) + 1 if frames.size else kp3.shape[1]
+    return kp3[:, :end], score[:, :end]
+
+
+# ---- pyskl / mmaction2 -------------------------------------------------------------------------
+
+
+def load_pyskl(url: str) -> dict[str, Any]:
+    """A pyskl / mmaction2 pickle as {'split': {...}, 'annotations': [...]}; a bare list is
+    taken as the annotations. Only load pickles you trust: pickle runs code."""
+    obj = pickle.loads(fsio.read_bytes(url))
+    if isinstance(obj, list):
+        obj = {"split": {}, "annotations": obj}
+    if not isinstance(obj, dict) or "annotations" not in obj:
+        raise ValueError(f"{url}: not a pyskl pickle (expected a dict with 'annotations')")
+    return obj
+
+
+def triplet_from_annotation(
+    ann: dict[str, Any], layout: str, fps: float, label_names: list[str] | None = None,
+    template: str = TEMPLATE,
+) -> Triplet:
+    """One pyskl annotation -> triplet. keypoint (M,T,V,2) is 2D; (M,T,V,3) without a score is
+    3D (NTU 3D annotations), with a score it is kept as 3D and its x, y as 2D."""
+    kp = np.asarray(ann["keypoint"], np.float32)
+    score = ann.get("keypoint_score")
+    kp3 = None
+    if kp.shape[-1] == 3:
+        kp3, kp = kp, kp[..., :2]
+        if score is None:
+            score = (np.abs(kp3).sum(axis=-1) > 0).astype(np.float32)
+    elif score is None:
+        score = (np.abs(kp).sum(axis=-1) > 0).astype(np.float32)
+    label = ann.get("label_name", ann.get("label"))
+    if label_names is not None and isinstance(label, (int, np.integer)):
+        label = label_names[int(label)]
+    elif label is not None:
+        label = str(label.item() if isinstance(label, np.generic) else label)
+    extra = {
+        k: ann[k] for k in ("img_shape", "original_shape", "label_id") if ann.get(k) is not None
+    }
+    extra = {k: list(v) if isinstance(v, tuple) else v for k, v in extra.items()}
+    extra["frame_dir"] = str(ann["frame_dir"])
+    return make_triplet(
+        str(ann.get("source", ann["frame_dir"])), kp, score, ann.get("layout", layout),
+        float(ann.get("fps", fps)), label, kp3, extra, template,
+    )
+
+
+def import_pyskl(
+    pkl: str, out_root: str, layout: str = "coco17", fps: float = 30.0,
+    label_names: list[str] | None = None, samples_per_shard: int = 1000,
+) -> dict[str, Any]:
+    """Import a pyskl pickle into ``<out_root>/triplets``; the split goes to the card."""
+    data = load_pyskl(pkl)
+    label_names = label_names or data.get("label_names")
+    triplets = (
+        triplet_from_annotation(a, layout, fps, label_names) for a in data["annotations"]
+    )
+    split = {k: [str(x) for x in v] for k, v in (data.get("split") or {}).items()}
+    return write_imported(out_root, triplets, samples_per_shard, {"source": pkl, "split": split})
+
+
+# ---- NTU RGB+D -----------------------------------------------------------------------------------
+
+
+def ntu_label(path: str) -> str | None:
+    """Class name from an NTU file name (``...A005...``), or None."""
+    m = re.search(r"A(\d{3})", os.path.basename(path))
+    if not m:
+        return None
+    a = int(m.group(1))
+    return NTU_CLASSES[a - 1] if 1 <= a <= len(NTU_CLASSES) else f"A{a:03d}"
+
+
+def read_ntu_skeleton(url: str, max_bodies: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """An NTU ``.skeleton`` text file -> keypoint_3d (M, T, 25, 3), score (M, T, 25).
+
+    Bodies are matched across frames by bodyID; joint tracking state 2 -> 1.0, 1 -> 0.5, 0 -> 0.
+    """
+    lines = fsio.read_bytes(url).decode("utf-8").split()
+    pos = 0
+
+    def take(n: int) -> list[str]:
+        nonlocal pos
+        if pos + n > len(lines):
+            raise ValueError(f"{url}: truncated .skeleton file")
+        out = lines[pos:pos + n]
+        pos += n
+        return out
+
+    frames = int(take(1)[0])
+    bodies: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for t in range(frames):
+        for _ in range(int(take(1)[0])):
+            body_id = take(10)[0]
+            joints = int(take(1)[0])
+            vals = np.array(take(12 * joints), np.float64).reshape(joints, 12)
+            if body_id not in bodies:
+                if len(bodies) >= max_bodies:
+                    continue
+                bodies[body_id] = (
+                    np.zeros((frames, joints, 3), np.float32),
+                    np.zeros((frames, joints), np.float32),
+                )
+            xyz, sc = bodies[body_id]
+            xyz[t] = vals[:, :3]
+            sc[t] = np.select([vals[:, 11] >= 2, vals[:, 11] >= 1], [1.0, 0.5], 0.0)
+    if not bodies:
+        return np.zeros((1, frames, 25, 3), np.float32), np.zeros((1, frames, 25), np.float32)
+    kp3 = np.stack([b[0] for b in bodies.values()])
+    score = np.stack([b[1] for b in bodies.values()])
+    return kp3, score
+
+
+def read_ntu_npy(url: str) -> tuple[np.ndarray, np.ndarray]:
+    """A ``(C=3, T, V, M)`` NTU npy -> keypoint_3d (M, T, V, 3), score (M, T, V) (1 where a
+    joint is non-zero); zero persons and trailing zero frames are dropped."""
+    with fsio.open_url(url, "rb") as f:
+        a = np.load(f, allow_pickle=False)
+    if a.ndim != 4 or a.shape[0] != 3:
+        raise ValueError(f"{url}: expected (C=3, T, V, M), got {a.shape}")
+    kp3 = np.ascontiguousarray(a.transpose(3, 1, 2, 0)).astype(np.float32)
+    score = (np.abs(kp3).sum(axis=-1) > 0).astype(np.float32)
+    return _trim(kp3, score)
+
+
+def ntu_triplet(url: str, label: str | None = None, fps: float = 30.0) -> Triplet:
+    """One NTU file (``.skeleton`` or ``.npy``) -> triplet, layout ntu25, 2D = x, y of 3D."""
+    if url.endswith(".skeleton"):
+        kp3, score = read_ntu_skeleton(url)
+        kp3, score = _trim(kp3, score)
+    else:
+        kp3, score = read_ntu_npy(url)
+    return make_triplet(
+        url, kp3[..., :2], score, "ntu25", fps, label or ntu_label(url), kp3, {"format": "ntu"}
+    )
+
+
+def import_ntu(
+    paths: Iterable[str], out_root: str, fps: float = 30.0, samples_per_shard: int = 1000
+) -> dict[str, Any]:
+    """Import NTU RGB+D ``.skeleton`` / ``(C,T,V,M)`` npy files into ``<out_root>/triplets``."""
+    return write_imported(
+        out_root, (ntu_triplet(p, fps=fps) for p in paths), samples_per_shard, {"format": "ntu"}
+    )
+
+
+# ---- Kinect v2 CSV (FallFree) --------------------------------------------------------------------
+
+
+def read_kinect_csv(url: str) -> tuple[np.ndarray, np.ndarray]:
+    """``name,x,y,z,state`` lines, 25 per frame -> keypoint_3d (1, T, 25, 3), score (1, T, 25)."""
+    rows = [r.split(",") for r in fsio.read_bytes(url).decode("utf-8").splitlines() if r.strip()]
+    if len(rows) % 25:
+        raise ValueError(f"{url}: {len(rows)} lines is not a multiple of 25 joints")
+    names = [r[0].strip() for r in rows[:25]]
+    if names != KINECT_JOINTS:
+        raise ValueError(f"{url}: joint order {names[:3]}... is not Kinect v2's")
+    t = len(rows) // 25
+    xyz = np.array([[float(v) for v in r[1:4]] for r in rows], np.float32).reshape(1, t, 25, 3)
+    states = [r[4].strip().upper() if len(r) > 4 else "TRACKED" for r in rows]
+    score = np.array([KINECT_STATE_SCORE.get(s, 0.0) for s in states], np.float32)
+    return xyz, score.reshape(1, t, 25)
+
+
+def kinect_label(path: str) -> str | None:
+    name = os.path.basename(path).lower()
+    if name.startswith("non-fall") or name.startswith("nonfall"):
+        return "walking without falling"
+    if name.startswith("fall"):
+        return "falling"
+    return None
+
+
+def import_kinect_csv(
+    paths: Iterable[str], out_root: str, fps: float = 30.0, samples_per_shard: int = 1000
+) -> dict[str, Any]:
+    """Import Kinect v2 CSV skeletons into ``<out_root>/triplets`` (layout ntu25)."""
+
+    def gen() -> Iterator[Triplet]:
+        for p in paths:
+            kp3, score = read_kinect_csv(p)
+            yield make_triplet(
+                p, kp3[..., :2], score, "ntu25", fps, kinect_label(p), kp3, {"format": "kinect"}
+            )
+
+    return write_imported(out_root, gen(), samples_per_shard, {"format": "kinect_csv"})
+
+
+# ---- FSD-10 ------------------------------------------------------------------------------------
+
+
+def read_fsd10_npy(url: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(3, T, 25, M)`` x, y, confidence -> keypoint (M, T, 25, 2), score (M, T, 25)."""
+    with fsio.open_url(url, "rb") as f:
+        a = np.load(f, allow_pickle=False)
+    if a.ndim != 4 or a.shape[0] != 3:
+        raise ValueError(f"{url}: expected (C=3, T, V, M), got {a.shape}")
+    a = np.ascontiguousarray(a.transpose(3, 1, 2, 0)).astype(np.float32)
+    kp, score = a[..., :2], a[..., 2]
+    kp, score = _trim(np.concatenate([kp, score[..., None]], -1), score)
+    return np.ascontiguousarray(kp[..., :2]), score
+
+
+def import_fsd10(
+    paths: Iterable[str], out_root: str, fps: float = 30.0, samples_per_shard: int = 1000
+) -> dict[str, Any]:
+    """Import FSD-10 npy files into ``<out_root>/triplets`` (layout body25)."""
+
+    def gen() -> Iterator[Triplet]:
+        for p in paths:
+            kp, score = read_fsd10_npy(p)
+            m = re.search(r"class_?(\d+)", os.path.basename(p))
+            label = f"figure skating class {int(m.group(1))}" if m else None
+            yield make_triplet(p, kp, score, "body25", fps, label, None, {"format": "fsd10"})
+
+    return write_imported(out_root, gen(), samples_per_shard, {"format": "fsd10"})
+
+
+# ---- any file ------------------------------------------------------------------------------------
+
+
+def detect_format(path: str) -> str:
+    """"pyskl" | "ntu" | "kinect_csv" | "fsd10" from the name (and an npy's confidence channel)."""
+    name = os.path.basename(path).lower()
+    if name.endswith((".pkl", ".pickle")):
+        return "pyskl"
+    if name.endswith(".skeleton"):
+        return "ntu"
+    if name.endswith(".csv"):
+        return "kinect_csv"
+    if name.endswith(".npy"):
+        if "fsd" in name:
+            return "fsd10"
+        if "ntu" in name or re.search(r"a\d{3}", name):
+            return "ntu"
+        with fsio.open_url(path, "rb") as f:
+            a = np.load(f, mmap_mode=None, allow_pickle=False)
+        conf = a[2] if a.ndim == 4 and a.shape[0] == 3 else None
+        return "fsd10" if conf is not None and conf.min() >= 0 and conf.max() <= 1 else "ntu"
+    raise ValueError(f"{path}: unknown skeleton format")
+
+
+def import_files(
+    paths: Iterable[str], out_root: str, fmt: str | None = None, samples_per_shard: int = 1000,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Import files of one or mixed formats into ``<out_root>/triplets``."""
+    paths = [str(p) for p in paths]
+    if any((fmt or detect_format(p)) == "pyskl" for p in paths):
+        if len(paths) != 1:
+            raise ValueError("import one pyskl pickle at a time")
+        return import_pyskl(paths[0], out_root, samples_per_shard=samples_per_shard, **kwargs)
+
+    def gen() -> Iterator[Triplet]:
+        for p in paths:
+            f = fmt or detect_format(p)
+            if f == "ntu":
+                yield ntu_triplet(p)
+            elif f == "kinect_csv":
+                kp3, score = read_kinect_csv(p)
+                yield make_triplet(p, kp3[..., :2], score, "ntu25", 30.0, kinect_label(p), kp3,
+                                   {"format": "kinect"})
+            elif f == "fsd10":
+                kp, score = read_fsd10_npy(p)
+                m = re.search(r"class_?(\d+)", os.path.basename(p))
+                label = f"figure skating class {int(m.group(1))}" if m else None
+                yield make_triplet(p, kp, score, "body25", 30.0, label, None, {"format": "fsd10"})
+            else:
+                raise ValueError(f"{p}: unknown format {f!r}")
+
+    return write_imported(out_root, gen(), samples_per_shard, {"formats": fmt or "auto"})
+
+
+def write_imported(
+    out_root: str, triplets: Iterable[Triplet], samples_per_shard: int, info: dict[str, Any]
+) -> dict[str, Any]:
+    """Write shards into ``<out_root>/triplets``, the index, and the card's ``import`` section."""
+    from tmor.shards.card import update_corpus_card
+    from tmor.shards.index import write_index
+
+    shard_dir = fsio.join(out_root, "triplets")
+    for old in fsio.listdir(shard_dir):  # an import replaces the corpus's shards
+        if old.endswith(".tar") or old == "index.parquet":
+            fsio.remove(fsio.join(shard_dir, old))
+    urls = write_triplet_shards(shard_dir, triplets, samples_per_shard)
+    counts = write_index(shard_dir)
+    summary = {**info, **counts, "shard_files": [Path(u).name for u in urls]}
+    update_corpus_card(out_root, "import", summary)
+    return summary
