@@ -1,0 +1,81 @@
+"""Cluster-guided multi-positive InfoNCE, one function for the mm, mv and mt pairs.
+
+For a query motion embedding q_i the candidates are the batch's counterparts (augmented views,
+projected video or text embeddings; gathered over ranks under DDP) and the queue's entries.
+Every sample has an *effective cluster*: its DBSCAN label, or, for noise (-1) and for samples
+never clustered, a cluster of its own (``-1 - index``). Positives of q_i = the candidates in its
+effective cluster: its own counterpart, plus same-cluster samples; negatives = all the others.
+So a noise sample keeps only its own counterpart (and queue entries of that same sample), and
+before the first clustering the loss is plain InfoNCE.
+
+    L_i = -1/|P(i)| * sum_{p in P(i)} log( exp(s_ip / tau) / sum_{j in C} exp(s_ij / tau) )
+
+with s the cosine similarity; the loss is the mean over queries that have a positive.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def effective_clusters(index: torch.Tensor, table: torch.Tensor | None) -> torch.Tensor:
+    """Cluster id per dataset index: ``table[index]`` if >= 0, else the unique ``-1 - index``.
+
+    ``table`` maps a global sample index to its DBSCAN label (-1 noise); indices beyond its
+    length, and every index when ``table`` is None (before the first clustering), are their own
+    cluster.
+    """
+    index = index.long()
+    own = -1 - index
+    if table is None or table.numel() == 0:
+        return own
+    table = table.to(index.device)
+    inside = index < table.numel()
+    lab = torch.full_like(index, -1)
+    lab[inside] = table[index[inside]].long()
+    return torch.where(lab >= 0, lab, own)
+
+
+def positive_mask(query_cluster: torch.Tensor, cand_cluster: torch.Tensor,
+                  cand_valid: torch.Tensor | None = None) -> torch.Tensor:
+    """(N, K) bool: candidate j is a positive of query i (same effective cluster, valid)."""
+    mask = query_cluster[:, None] == cand_cluster[None, :]
+    if cand_valid is not None:
+        mask &= cand_valid[None, :]
+    return mask
+
+
+def cluster_contrastive_loss(query: torch.Tensor, cands: torch.Tensor,
+                             query_cluster: torch.Tensor, cand_cluster: torch.Tensor,
+                             temperature: float = 0.07,
+                             query_valid: torch.Tensor | None = None,
+                             cand_valid: torch.Tensor | None = None,
+                             ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Multi-positive InfoNCE of queries (N, D) against candidates (K, D).
+
+    ``query`` and ``cands`` are normalized here (cosine similarity). ``cand_valid`` drops
+    candidates (e.g. samples without a video embedding); ``query_valid`` drops queries. Returns
+    the loss and statistics (mean positives and negatives per query, queries used).
+    """
+    q = torch.nn.functional.normalize(query.float(), dim=-1)
+    c = torch.nn.functional.normalize(cands.float(), dim=-1)
+    logits = q @ c.t() / temperature
+    if cand_valid is not None:
+        logits = logits.masked_fill(~cand_valid[None, :], float("-inf"))
+    pos = positive_mask(query_cluster, cand_cluster, cand_valid)
+    npos = pos.sum(1)
+    rows = npos > 0
+    if query_valid is not None:
+        rows &= query_valid
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    log_prob = log_prob.masked_fill(~pos, 0.0)
+    per_query = -log_prob.sum(1) / npos.clamp_min(1)
+    used = int(rows.sum())
+    loss = per_query[rows].mean() if used else logits.sum() * 0.0
+    nvalid = int(cand_valid.sum()) if cand_valid is not None else c.shape[0]
+    stats = {
+        "queries": float(used),
+        "positives": float(npos[rows].float().mean()) if used else 0.0,
+        "negatives": float(nvalid - npos[rows].float().mean()) if used else 0.0,
+    }
+    return loss, stats
