@@ -1,0 +1,148 @@
+"""The runner: commit, resume inside a shard, retry of transient failures, several workers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tmor.manifests import ledger as L
+from tmor.manifests.inputs import read_inputs
+from tmor.manifests.plan import write_plan
+from tmor.pipeline.errors import ErrorClass, SampleError
+from tmor.pipeline.executors import run_stage
+from tmor.pipeline.runner import RunnerOptions, SlurmOptions
+from tmor.pipeline.stage import Result, Sample, Stage
+from tmor.shards.tario import read_tar_samples
+
+
+class DigestStage(Stage):
+    """Reads each local source file and stores its sha256: real I/O, cheap."""
+
+    name = "digest"
+
+    def __init__(self, fail_marker: str | None = None, crash_after: int | None = None):
+        self.fail_marker = fail_marker
+        self.crash_after = crash_after
+
+    def process(self, samples: Iterator[Sample]) -> Iterator[Result]:
+        for i, s in enumerate(samples):
+            if self.crash_after is not None and i >= self.crash_after:
+                raise RuntimeError("simulated model crash")
+            if self.fail_marker and self.fail_marker in s.row["source"]:
+                yield Result(s.key, error=SampleError(ErrorClass.TRANSIENT, "flaky"))
+                continue
+            data = Path(s.row["source"]).read_bytes()
+            digest = hashlib.sha256(data).hexdigest()
+            yield Result(s.key, members={"txt": digest.encode()}, record={"bytes": len(data)})
+
+
+class CaptionLike(Stage):
+    """Ledger-only stage that needs digest: the runner joins upstream records by key."""
+
+    name = "after"
+    needs = {"digest": ("txt",)}
+    writes_tar = False
+
+    def process(self, samples):
+        for s in samples:
+            assert s.records["digest"]["status"] == "ok"
+            yield Result(s.key, record={"digest_prefix": s.members["digest"]["txt"][:8].decode()})
+
+
+@pytest.fixture
+def corpus(tmp_path, videos_dir):
+    df, _ = read_inputs(str(videos_dir))
+    root = str(tmp_path / "corpus")
+    write_plan(root, df, shard_size=4)
+    return root
+
+
+def _quiet(**kw):
+    return RunnerOptions(progress=False, **kw)
+
+
+def committed_view(root: str, stage: str) -> dict[str, str]:
+    out = {}
+    for shard in L.committed_shards(root, stage):
+        for key, members in read_tar_samples(L.tar_url(root, stage, shard)).items():
+            out[key] = members["txt"].decode()
+    return out
+
+
+def test_run_commits_every_shard_and_rerun_skips(corpus):
+    summary = run_stage(DigestStage(), corpus, _quiet())
+    assert summary["shards_committed"] == summary["shards_planned"] == 4
+    assert summary["ok"] == 13 and summary["failed"] == 0
+    again = run_stage(DigestStage(), corpus, _quiet())
+    assert again["this_run"]["processed"] == 0
+    down = run_stage(CaptionLike(), corpus, _quiet())
+    assert down["ok"] == 13
+    ledger = L.read_stage_ledgers(corpus, "after")
+    assert ledger["digest_prefix"].str.len().eq(8).all()
+
+
+def test_crash_inside_shard_is_recorded_and_retry_failed_redoes_only_those(corpus):
+    summary = run_stage(DigestStage(crash_after=2), corpus, _quiet())
+    # shards of 4, 4, 4, 1: the stage dies after 2 samples in each of the first three
+    assert summary["failed_by_class"]["transient"] == 6 and summary["ok"] == 7
+    errors = L.read_stage_ledgers(corpus, "digest")["error"].dropna()
+    assert errors.str.contains("simulated model crash").all()
+    fixed = run_stage(DigestStage(), corpus, _quiet(retry_failed=True))
+    assert fixed["ok"] == 13 and fixed["this_run"]["processed"] == 6
+
+
+def test_permanent_failures_are_not_retried(corpus):
+    stage = DigestStage(fail_marker="ucf101")
+    first = run_stage(stage, corpus, _quiet())
+    assert first["failed"] == 2 and first["ok"] == 11
+    ledger = L.read_stage_ledgers(corpus, "digest")
+    assert set(ledger.loc[ledger.status == "failed", "error_class"]) == {"transient"}
+    second = run_stage(stage, corpus, _quiet(retry_failed=True))
+    assert second["this_run"]["processed"] == 2  # only the transient ones, still failing
+
+
+def test_partial_work_survives_and_is_reused(corpus):
+    """Keys finished before a crash are not redone: their work records are kept."""
+    from tmor.pipeline.workdir import WorkDir
+
+    work = WorkDir(corpus, "digest", 0)
+    plan = pd.read_parquet(Path(corpus) / "plan" / "000000.parquet")
+    key = plan["key"].iloc[0]
+    work.save(key, {"txt": b"precomputed"}, {"key": key, "status": "ok", "flags": []})
+    run_stage(DigestStage(), corpus, _quiet())
+    assert committed_view(corpus, "digest")[key] == "precomputed"
+    assert not (Path(corpus) / "digest" / "_work" / "000000").exists()
+
+
+def test_two_local_workers_produce_the_same_corpus(tmp_path, videos_dir, corpus):
+    single = run_stage(DigestStage(), corpus, _quiet())
+    df, _ = read_inputs(str(videos_dir))
+    root2 = str(tmp_path / "pool")
+    write_plan(root2, df, shard_size=4)
+    pool = run_stage(DigestStage(), root2, _quiet(workers=2))
+    assert pool["ok"] == single["ok"] == 13
+    assert committed_view(root2, "digest") == committed_view(corpus, "digest")
+    workers = set(L.read_stage_ledgers(root2, "digest")["worker"])
+    assert len(workers) >= 1
+
+
+def test_slurm_executor_through_submitit_local(tmp_path, corpus, monkeypatch):
+    pytest.importorskip("submitit")
+    # the pickled job references this test module: let the job's interpreter import it
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
+    opts = _quiet(executor="slurm", num_workers=2,
+                  slurm=SlurmOptions(cluster="local", folder=str(tmp_path / "slurm")))
+    summary = run_stage(DigestStage(), corpus, opts)
+    assert summary["ok"] == 13 and summary["shards_committed"] == 4
+    card = json.loads((Path(corpus) / "corpus.json").read_text())
+    assert card["digest"]["summary"]["ok"] == 13
+
+
+def test_worker_index_partitions_and_steals(corpus):
+    s = run_stage(DigestStage(), corpus, _quiet(worker_index=1, num_workers=2))
+    assert s["shards_committed"] == 4  # takes its own shards first, then steals the rest
