@@ -267,19 +267,23 @@ def kinect_label(path: str) -> str | None:
     return None
 
 
+def kinect_triplet(url: str, label: str | None = None, fps: float = 30.0) -> Triplet:
+    """One Kinect v2 CSV -> triplet, layout ntu25, 2D = x, y of 3D."""
+    kp3, score = read_kinect_csv(url)
+    return make_triplet(
+        url, kp3[..., :2], score, "ntu25", fps, label or kinect_label(url), kp3,
+        {"format": "kinect"},
+    )
+
+
 def import_kinect_csv(
     paths: Iterable[str], out_root: str, fps: float = 30.0, samples_per_shard: int = 1000
 ) -> dict[str, Any]:
     """Import Kinect v2 CSV skeletons into ``<out_root>/triplets`` (layout ntu25)."""
-
-    def gen() -> Iterator[Triplet]:
-        for p in paths:
-            kp3, score = read_kinect_csv(p)
-            yield make_triplet(
-                p, kp3[..., :2], score, "ntu25", fps, kinect_label(p), kp3, {"format": "kinect"}
-            )
-
-    return write_imported(out_root, gen(), samples_per_shard, {"format": "kinect_csv"})
+    return write_imported(
+        out_root, (kinect_triplet(p, fps=fps) for p in paths), samples_per_shard,
+        {"format": "kinect_csv"},
+    )
 
 
 # ---- FSD-10 ------------------------------------------------------------------------------------
@@ -297,19 +301,22 @@ def read_fsd10_npy(url: str) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(kp[..., :2]), score
 
 
+def fsd10_triplet(url: str, label: str | None = None, fps: float = 30.0) -> Triplet:
+    """One FSD-10 npy -> triplet, layout openpose25 (2D only)."""
+    kp, score = read_fsd10_npy(url)
+    m = re.search(r"class_?(\d+)", os.path.basename(url))
+    label = label or (f"figure skating class {int(m.group(1))}" if m else None)
+    return make_triplet(url, kp, score, "openpose25", fps, label, None, {"format": "fsd10"})
+
+
 def import_fsd10(
     paths: Iterable[str], out_root: str, fps: float = 30.0, samples_per_shard: int = 1000
 ) -> dict[str, Any]:
-    """Import FSD-10 npy files into ``<out_root>/triplets`` (layout body25)."""
-
-    def gen() -> Iterator[Triplet]:
-        for p in paths:
-            kp, score = read_fsd10_npy(p)
-            m = re.search(r"class_?(\d+)", os.path.basename(p))
-            label = f"figure skating class {int(m.group(1))}" if m else None
-            yield make_triplet(p, kp, score, "body25", fps, label, None, {"format": "fsd10"})
-
-    return write_imported(out_root, gen(), samples_per_shard, {"format": "fsd10"})
+    """Import FSD-10 npy files into ``<out_root>/triplets`` (layout openpose25)."""
+    return write_imported(
+        out_root, (fsd10_triplet(p, fps=fps) for p in paths), samples_per_shard,
+        {"format": "fsd10"},
+    )
 
 
 # ---- any file ------------------------------------------------------------------------------------
@@ -347,22 +354,14 @@ def import_files(
             raise ValueError("import one pyskl pickle at a time")
         return import_pyskl(paths[0], out_root, samples_per_shard=samples_per_shard, **kwargs)
 
+    readers = {"ntu": ntu_triplet, "kinect_csv": kinect_triplet, "fsd10": fsd10_triplet}
+
     def gen() -> Iterator[Triplet]:
         for p in paths:
             f = fmt or detect_format(p)
-            if f == "ntu":
-                yield ntu_triplet(p)
-            elif f == "kinect_csv":
-                kp3, score = read_kinect_csv(p)
-                yield make_triplet(p, kp3[..., :2], score, "ntu25", 30.0, kinect_label(p), kp3,
-                                   {"format": "kinect"})
-            elif f == "fsd10":
-                kp, score = read_fsd10_npy(p)
-                m = re.search(r"class_?(\d+)", os.path.basename(p))
-                label = f"figure skating class {int(m.group(1))}" if m else None
-                yield make_triplet(p, kp, score, "body25", 30.0, label, None, {"format": "fsd10"})
-            else:
+            if f not in readers:
                 raise ValueError(f"{p}: unknown format {f!r}")
+            yield readers[f](p)
 
     return write_imported(out_root, gen(), samples_per_shard, {"formats": fmt or "auto"})
 

@@ -13,7 +13,7 @@ ANCHORS: dict[str, tuple[int, int, int, int]] = {
     "coco17": (11, 12, 5, 6),
     "ntu25": (12, 16, 4, 8),  # NTU RGB+D and Kinect v2 share one joint order
     "kinect25": (12, 16, 4, 8),
-    "body25": (12, 9, 5, 2),  # OpenPose BODY_25
+    "openpose25": (12, 9, 5, 2),  # OpenPose BODY_25
     "mediapipe33": (23, 24, 11, 12),
     "h36m17": (4, 1, 11, 14),
 }
@@ -45,7 +45,7 @@ def anchors(layout: str) -> tuple[int, int, int, int] | None:
         from tmor.pipeline.pose import layouts
     except ImportError:
         return None
-    names = getattr(layouts, "LAYOUTS", {}).get(layout)
+    names = getattr(layouts, "JOINTS", {}).get(layout)
     if names is None:
         return None
     names = [str(n).lower().replace(" ", "_") for n in names]
