@@ -57,19 +57,17 @@ def stages_present(root: str) -> list[str]:
 
 def stats_table(summaries: list[dict[str, Any]], title: str) -> Table:
     table = Table(title=title)
-    for col in ("stage", "shards", "ok", "failed", "perm", "trans", "rate", "bad",
-                "flags", "s/sample", "samples/s"):
-        table.add_column(col, justify="left" if col in ("stage", "flags") else "right")
+    for col in ("stage", "shards", "ok", "failed by class", "flags", "s/sample", "ok/s"):
+        table.add_column(col, justify="left" if col in ("stage", "failed by class", "flags")
+                         else "right")
     for s in summaries:
-        fc = s["failed_by_class"]
+        by_class = ", ".join(f"{k} {v}" for k, v in s["failed_by_class"].items() if v)
+        failed = f"{s['failed']} ({by_class})" if s["failed"] else "0"
         rate = f"{s['ok'] / s['wall_s']:.2f}" if s.get("wall_s") else ""
         sps = f"{s['seconds_per_sample']:.2f}" if s["seconds_per_sample"] is not None else ""
-        flags = ", ".join(f"{k}={v}" for k, v in sorted(s["flags"].items()))
-        table.add_row(
-            s["stage"], f"{s['shards_committed']}/{s['shards_planned']}", str(s["ok"]),
-            str(s["failed"]), str(fc["permanent"]), str(fc["transient"]),
-            str(fc["rate_limited"]), str(fc["bad_input"]), flags, sps, rate,
-        )
+        flags = ", ".join(f"{k} {v}" for k, v in sorted(s["flags"].items()))
+        table.add_row(s["stage"], f"{s['shards_committed']}/{s['shards_planned']}", str(s["ok"]),
+                      failed, flags, sps, rate)
     return table
 
 
