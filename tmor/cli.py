@@ -111,6 +111,91 @@ def status_cmd(root: str = ROOT) -> None:
 
 # ---- section: pack, run, validate, stats, import, export ----------------------------------------
 
+
+@data_app.command("validate")
+def validate_cmd(
+    root: str = ROOT,
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+) -> None:
+    """Check every triplet shard: readable, members complete, shapes/dtypes, no NaN, unique keys."""
+    import json
+
+    from tmor.shards.validate import report_dict, validate
+
+    report = validate(root)
+    if as_json:
+        typer.echo(json.dumps(report_dict(report), indent=2))
+    else:
+        for d in report.defects:
+            typer.echo(f"DEFECT {d}", err=True)
+        typer.echo(report.summary())
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@data_app.command("stats")
+def stats_cmd(
+    root: str = ROOT,
+    plots: bool = typer.Option(True, help="write PNG plots into <root>/stats/"),
+) -> None:
+    """The corpus card as a table, plus plots of lengths, people, scores and labels."""
+    from rich.console import Console
+
+    from tmor.shards.stats import render_table, stats
+
+    _, rows, written = stats(root, plots=plots)
+    console = Console()
+    console.print(render_table(rows, f"corpus {root}"))
+    for url in written:
+        console.print(f"wrote {url}")
+
+
+@data_app.command("import")
+def import_cmd(
+    paths: list[str] = typer.Argument(..., help="skeleton files: .pkl, .skeleton, .npy, .csv"),
+    root: str = ROOT,
+    fmt: str = typer.Option(None, "--format", help="pyskl | ntu | kinect_csv | fsd10 [by name]"),
+    layout: str = typer.Option("coco17", help="joint layout of a pyskl pickle's keypoints"),
+    fps: float = typer.Option(30.0, help="frame rate of a pyskl pickle's sequences"),
+    samples_per_shard: int = typer.Option(1000, help="samples per triplet shard"),
+) -> None:
+    """Import existing skeletons as skeleton-only triplet shards into <root>/triplets."""
+    import json
+
+    from tmor.shards.importers import import_files
+
+    kwargs = {"layout": layout, "fps": fps} if (fmt == "pyskl" or (
+        len(paths) == 1 and paths[0].endswith((".pkl", ".pickle")))) else {}
+    summary = import_files(paths, root, fmt, samples_per_shard, **kwargs)
+    typer.echo(json.dumps({k: v for k, v in summary.items() if k != "split"}, default=str))
+
+
+@data_app.command("export")
+def export_cmd(
+    root: str = ROOT,
+    to: str = typer.Option("pyskl", help="pyskl | stgcn"),
+    out: str = typer.Option(..., help="output file: .pkl (pyskl) or .npy (stgcn data)"),
+    label_out: str = typer.Option(None, help="stgcn: label pickle [<out>_label.pkl]"),
+    channels: int = typer.Option(3, help="stgcn: 2 (x, y) or 3 (3D, else x, y, score)"),
+    max_frames: int = typer.Option(None, help="stgcn: cut clips to this many frames"),
+    layout: str = typer.Option(None, help="stgcn: convert every sample to this joint layout"),
+) -> None:
+    """Export triplet shards as a pyskl / mmaction2 pickle or ST-GCN (N,C,T,V,M) npy + labels."""
+    import json
+
+    from tmor.shards.exporters import export_pyskl, export_stgcn
+
+    if to == "pyskl":
+        summary = export_pyskl(root, out)
+    elif to == "stgcn":
+        label_out = label_out or (out[:-4] if out.endswith(".npy") else out) + "_label.pkl"
+        summary = export_stgcn(
+            root, out, label_out, channels=channels, max_frames=max_frames, layout=layout
+        )
+    else:
+        raise typer.BadParameter(f"unknown export format {to!r}", param_hint="--to")
+    typer.echo(json.dumps(summary))
+
+
 # ---- section: pretrain and embed (tmor-train) ---------------------------------------------------
 
 # ---- section: transfer (linear-probe, finetune, detect, zero-shot) ------------------------------

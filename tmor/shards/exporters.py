@@ -80,18 +80,30 @@ def export_pyskl(root: str, out_pkl: str, split: dict[str, list[str]] | None = N
 
 def export_stgcn(
     root: str, out_npy: str, out_label_pkl: str, channels: int = 3, max_frames: int | None = None,
-    max_persons: int = 2,
+    max_persons: int = 2, layout: str | None = None,
 ) -> dict[str, Any]:
     """Write (N, C, T, V, M) float32 data and (sample names, label ids) as ST-GCN's feeder reads.
 
     channels 3: keypoint_3d when present, else x, y, score (OpenPose / Kinetics-skeleton style);
-    channels 2: x, y. T is the longest clip (or ``max_frames``, cutting longer clips)."""
+    channels 2: x, y. T is the longest clip (or ``max_frames``, cutting longer clips). Samples
+    of several layouts need ``layout``, to which all are converted."""
+    from tmor.shards.transforms import convert_layout
+
     triplets = list(iter_triplets(root))
     if not triplets:
         raise ValueError(f"{root}: no triplet samples to export")
     layouts = {t.layout for t in triplets}
-    if len({t.keypoint.shape[2] for t in triplets}) != 1:
-        raise ValueError(f"{root}: samples have different joint counts ({sorted(layouts)})")
+    if layout is None and len(layouts) > 1:
+        raise ValueError(f"{root}: samples have layouts {sorted(layouts)}: choose one (layout=)")
+    if layout is not None:
+        for t in triplets:
+            k3 = t.keypoint_3d
+            t.keypoint, t.keypoint_score = convert_layout(
+                t.keypoint, t.keypoint_score, t.layout, layout)
+            if k3 is not None:
+                t.keypoint_3d = convert_layout(k3, np.ones(k3.shape[:3], np.float32),
+                                               t.layout, layout)[0]
+            t.layout = layout
     names = label_vocabulary(triplets)
     ids = {n: i for i, n in enumerate(names)}
     t_max = max(t.keypoint.shape[1] for t in triplets)
