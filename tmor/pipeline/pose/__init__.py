@@ -1,0 +1,126 @@
+"""Pose backends behind one small protocol, chosen by name.
+
+A backend turns a batch of RGB frames (possibly from several clips) into per-frame
+:class:`~tmor.pipeline.pose.tracking.Detections` in its native joint layout, in the pixel
+coordinates of the frames it was given. Heavy imports (torch, ultralytics, mediapipe, rtmlib,
+mmpose) happen in :meth:`PoseBackend.load`, never at import time of this package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Hashable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tmor.pipeline.pose.tracking import Detections
+
+
+class BackendUnavailable(RuntimeError):
+    """A backend cannot start: unknown name, missing package or missing model file."""
+
+
+class PoseBackend(ABC):
+    """One pose model. Instances hold configuration until :meth:`load` is called."""
+
+    #: registry name
+    name: str = ""
+    #: native joint layout of :meth:`infer` (see :mod:`tmor.pipeline.pose.layouts`)
+    layout: str = "coco17"
+    #: True when detections carry metric ``keypoint_3d``
+    has_3d: bool = False
+    #: True when the backend's results depend on the order of frames within a stream
+    stateful: bool = False
+
+    def __init__(self, model: str | None = None, device: str = "auto", **options: Any):
+        self.model = model
+        self.device = device
+        self.options = options
+        self.model_name = str(model or "")
+        self.model_sha256 = ""
+
+    @abstractmethod
+    def load(self) -> None:
+        """Import the backend's package and load the model; raise :class:`BackendUnavailable`."""
+
+    @abstractmethod
+    def infer(
+        self, frames: Sequence[np.ndarray], streams: Sequence[Hashable] | None = None
+    ) -> list[Detections]:
+        """Detect people in RGB uint8 frames (H, W, 3); ``streams[i]`` names the clip of frame
+        i (stateful backends keep per-clip state; frames of one stream come in order)."""
+
+    def input_size(self, width: int, height: int) -> tuple[int, int] | None:
+        """The (width, height) to decode frames at for this model, or None for the clip's size."""
+        return None
+
+    def close_stream(self, stream: Hashable) -> None:
+        """Forget the per-clip state of ``stream`` (stateful backends)."""
+
+    def close(self) -> None:
+        """Release the model."""
+
+    def card(self) -> dict[str, Any]:
+        return {"backend": self.name, "model": self.model_name, "model_sha256": self.model_sha256,
+                "layout": self.layout, "device": self.device}
+
+
+#: name -> "module:Class"
+BACKENDS: dict[str, str] = {
+    "ultralytics": "tmor.pipeline.pose.ultralytics_backend:UltralyticsBackend",
+    "mediapipe": "tmor.pipeline.pose.mediapipe_backend:MediaPipeBackend",
+    "rtmlib": "tmor.pipeline.pose.rtmlib_backend:RTMLibBackend",
+    "mmpose": "tmor.pipeline.pose.mmpose_backend:MMPoseBackend",
+}
+
+
+def get_backend(name: str, model: str | None = None, device: str = "auto", **options: Any
+                ) -> PoseBackend:
+    """Instantiate (not load) the backend registered as ``name``."""
+    if name not in BACKENDS:
+        raise BackendUnavailable(
+            f"unknown pose backend {name!r}; choose one of: {', '.join(BACKENDS)}"
+        )
+    module, _, cls = BACKENDS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)(model=model, device=device, **options)
+
+
+def require(package: str, install: str) -> Any:
+    """Import ``package`` or raise :class:`BackendUnavailable` saying how to install it."""
+    try:
+        return importlib.import_module(package)
+    except ImportError as e:
+        raise BackendUnavailable(
+            f"the pose backend needs the Python package {package!r} ({e}); install it with: "
+            f"{install}"
+        ) from e
+
+
+def require_file(path: str | Path, what: str) -> Path:
+    """Return ``path`` if it is a file, else raise :class:`BackendUnavailable`."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise BackendUnavailable(f"{what} not found: {str(p)!r}; provide a local model file")
+    return p
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """sha256 hex digest of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def resolve_device(device: str) -> str:
+    """"auto" -> "cuda:0" when torch sees a GPU, else "cpu"."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda:0" if torch.cuda.is_available() else "cpu"

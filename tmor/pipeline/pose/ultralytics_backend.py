@@ -1,0 +1,190 @@
+"""YOLO pose models through ultralytics (COCO-17).
+
+Two engines:
+- ``tensor`` (``.pt`` weights, the default for them): frames of a batch are padded (bottom /
+  right) to a common multiple of 32, moved to the device as one uint8 tensor, normalized there
+  (half precision on CUDA), run through the fused network in one forward, and decoded by
+  ultralytics' batched NMS on the device; only small arrays come back. No per-image CPU
+  letterboxing: the decoder already resized frames so that their long side is ``imgsz``.
+- ``predict`` (``.onnx`` and other exported formats): ``YOLO.predict`` on the list of frames.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Hashable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tmor.pipeline.pose import (
+    BackendUnavailable,
+    PoseBackend,
+    file_sha256,
+    require,
+    resolve_device,
+)
+from tmor.pipeline.pose.tracking import Detections
+
+_MODEL_NAME = re.compile(r"^yolo[\w.]*-pose(\.pt)?$")
+
+
+class UltralyticsBackend(PoseBackend):
+    name = "ultralytics"
+    layout = "coco17"
+
+    def __init__(
+        self,
+        model: str | None = None,
+        device: str = "auto",
+        imgsz: int = 640,
+        conf: float = 0.25,
+        iou: float = 0.45,
+        max_det: int = 50,
+        half: bool = True,
+        engine: str = "auto",
+        **options: Any,
+    ):
+        super().__init__(model or "yolo11n-pose.pt", device, **options)
+        self.imgsz = int(imgsz)
+        self.conf, self.iou, self.max_det = float(conf), float(iou), int(max_det)
+        self.half = half
+        self.engine = engine
+        self._yolo: Any = None
+        self._net: Any = None
+
+    def load(self) -> None:
+        require("ultralytics", "pip install ultralytics")
+        from ultralytics import YOLO
+
+        spec = str(self.model)
+        path = Path(spec).expanduser()
+        if path.is_file():
+            spec = str(path)
+            self.model_sha256 = file_sha256(path)
+        elif not _MODEL_NAME.match(spec):
+            raise BackendUnavailable(
+                f"ultralytics pose model file not found: {spec!r}; give a local .pt / .onnx path "
+                "or an ultralytics model name such as yolo11n-pose.pt (downloaded on first use)"
+            )
+        self.device = resolve_device(self.device)
+        try:
+            self._yolo = YOLO(spec, task="pose")
+        except Exception as e:  # noqa: BLE001 - download or format failure, said once
+            raise BackendUnavailable(f"cannot load ultralytics model {spec!r}: {e}") from e
+        ckpt = getattr(self._yolo, "ckpt_path", None)
+        if not self.model_sha256 and ckpt and Path(ckpt).is_file():
+            self.model_sha256 = file_sha256(ckpt)
+        self.model_name = Path(spec).name
+        engine = self.engine
+        if engine == "auto":
+            engine = "tensor" if spec.endswith(".pt") else "predict"
+        if engine == "tensor":
+            import torch
+
+            net = self._yolo.model
+            if not isinstance(net, torch.nn.Module):
+                raise BackendUnavailable(f"{spec!r} is not a torch model; use engine='predict'")
+            net = net.fuse() if hasattr(net, "fuse") else net
+            net = net.eval().to(self.device)
+            self._half = self.half and self.device.startswith("cuda")
+            if self._half:
+                net = net.half()
+            for p in net.parameters():
+                p.requires_grad_(False)
+            self._net = net
+            self._nc = len(getattr(net, "names", {0: "person"}))
+            self._kpt_shape = tuple(getattr(net, "kpt_shape", (17, 3)))
+        elif engine != "predict":
+            raise BackendUnavailable(f"unknown ultralytics engine {engine!r} (tensor|predict)")
+        self.engine = engine
+
+    def input_size(self, width: int, height: int) -> tuple[int, int] | None:
+        r = self.imgsz / max(width, height)
+        return max(32, int(round(width * r))), max(32, int(round(height * r)))
+
+    def infer(
+        self, frames: Sequence[np.ndarray], streams: Sequence[Hashable] | None = None
+    ) -> list[Detections]:
+        if not frames:
+            return []
+        if self.engine == "predict":
+            return self._infer_predict(frames)
+        return self._infer_tensor(frames)
+
+    def _infer_tensor(self, frames: Sequence[np.ndarray]) -> list[Detections]:
+        import torch
+        from ultralytics.utils.nms import non_max_suppression
+
+        h = max(f.shape[0] for f in frames)
+        w = max(f.shape[1] for f in frames)
+        ph, pw = -(-h // 32) * 32, -(-w // 32) * 32
+        batch = np.full((len(frames), ph, pw, 3), 114, np.uint8)
+        for i, f in enumerate(frames):
+            batch[i, : f.shape[0], : f.shape[1]] = f
+        with torch.inference_mode():
+            x = torch.from_numpy(batch).to(self.device, non_blocking=True)
+            x = x.permute(0, 3, 1, 2).contiguous()
+            x = (x.half() if self._half else x.float()).div_(255.0)
+            pred = self._net(x)
+            if isinstance(pred, (tuple, list)):
+                pred = pred[0]
+            out = non_max_suppression(
+                pred, self.conf, self.iou, nc=self._nc, max_det=self.max_det
+            )
+            out = [o.float().cpu().numpy() for o in out]
+        nk, kd = self._kpt_shape
+        dets = []
+        for f, o in zip(frames, out, strict=True):
+            boxes = o[:, :4].copy()
+            boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, f.shape[1])
+            boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, f.shape[0])
+            kpt = o[:, 6:].reshape(len(o), nk, kd)
+            dets.append(
+                Detections(
+                    boxes.astype(np.float32),
+                    o[:, 4].astype(np.float32),
+                    kpt[..., :2].astype(np.float32),
+                    (kpt[..., 2] if kd == 3 else np.ones(kpt.shape[:2])).astype(np.float32),
+                )
+            )
+        return dets
+
+    def _infer_predict(self, frames: Sequence[np.ndarray]) -> list[Detections]:
+        bgr = [np.ascontiguousarray(f[..., ::-1]) for f in frames]  # ultralytics reads BGR
+        kwargs: dict[str, Any] = {}
+        if self.half and self.device.startswith("cuda"):
+            kwargs["half"] = True
+        results = self._yolo.predict(
+            bgr,
+            imgsz=self.imgsz,
+            conf=self.conf,
+            iou=self.iou,
+            max_det=self.max_det,
+            device=self.device,
+            verbose=False,
+            **kwargs,
+        )
+        dets = []
+        for r in results:
+            if r.keypoints is None or r.boxes is None or len(r.boxes) == 0:
+                dets.append(Detections.empty(17))
+                continue
+            kd = r.keypoints.data.cpu().numpy().astype(np.float32)
+            dets.append(
+                Detections(
+                    r.boxes.xyxy.cpu().numpy().astype(np.float32),
+                    r.boxes.conf.cpu().numpy().astype(np.float32),
+                    kd[..., :2],
+                    kd[..., 2] if kd.shape[-1] == 3 else np.ones(kd.shape[:2], np.float32),
+                )
+            )
+        return dets
+
+    def close(self) -> None:
+        self._net = None
+        self._yolo = None
+
+    def card(self) -> dict[str, Any]:
+        return {**super().card(), "imgsz": self.imgsz, "conf": self.conf, "engine": self.engine}
