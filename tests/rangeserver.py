@@ -1,0 +1,271 @@
+"""A threaded HTTP server on 127.0.0.1 that honours Range requests, for fetch tests and benches.
+
+Python's ``http.server`` ignores ``Range``, so range fetching would go untested with it. This server
+serves one folder (GET, HEAD, ``Range: bytes=a-b | a- | -n`` -> 206 + Content-Range, 416, 404),
+plus virtual files registered with :meth:`RangeServer.add_bytes` (e.g. the first 30% of a real mp4,
+or a text file named ``.mp4``) and forced statuses under ``/status/<code>/...``. It counts the bytes
+it actually wrote to the socket, per request, so a test can prove that only a range was read.
+
+Run standalone: ``python tests/rangeserver.py DIR [--port N]``.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import re
+import socket
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+_CHUNK = 16 * 1024
+_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mkv": "video/x-matroska",
+          ".webm": "video/webm", ".avi": "video/x-msvideo", ".mov": "video/quicktime"}
+
+
+@dataclass
+class RequestLog:
+    """One served request: path, method, status, the Range header and bytes written."""
+
+    method: str
+    path: str
+    status: int
+    range: str | None
+    sent: int
+    user_agent: str
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """(first, last) inclusive for a single ``bytes=`` range, None if unsatisfiable."""
+    m = re.fullmatch(r"\s*bytes=(\d*)-(\d*)\s*", header)
+    if not m or (not m.group(1) and not m.group(2)):
+        return None
+    if not m.group(1):  # suffix: the last n bytes
+        n = int(m.group(2))
+        if n == 0:
+            return None
+        return max(0, size - n), size - 1
+    first = int(m.group(1))
+    last = int(m.group(2)) if m.group(2) else size - 1
+    if first >= size or last < first:
+        return None
+    return first, min(last, size - 1)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - keep quiet
+        pass
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._serve(body=False)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._serve(body=True)
+
+    def _lookup(self, path: str) -> tuple[bytes | Path | None, int]:
+        m = re.match(r"^/status/(\d{3})/", path)
+        if m:
+            return None, int(m.group(1))
+        virtual = self.server.virtual.get(path)
+        if virtual is not None:
+            return virtual, 200
+        root = self.server.root
+        if root is None:
+            return None, 404
+        target = (root / path.lstrip("/")).resolve()
+        if not target.is_relative_to(root) or not target.is_file():
+            return None, 404
+        return target, 200
+
+    def _serve(self, body: bool) -> None:
+        path = unquote(urlsplit(self.path).path)
+        rng = self.headers.get("Range")
+        ua = self.headers.get("User-Agent", "")
+        source, status = self._lookup(path)
+        if source is None:
+            self._send_status(status, body)
+            self.server.record(RequestLog(self.command, path, status, rng, 0, ua))
+            return
+        size = len(source) if isinstance(source, bytes) else source.stat().st_size
+        first, last = 0, size - 1
+        if rng is not None:
+            span = _parse_range(rng, size)
+            if span is None:
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{size}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                self.server.record(RequestLog(self.command, path, 416, rng, 0, ua))
+                return
+            first, last = span
+            status = 206
+        ext = os.path.splitext(path)[1].lower()
+        ctype = _TYPES.get(ext) or self.server.content_types.get(path) or (
+            mimetypes.guess_type(path)[0] or "application/octet-stream")
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Length", str(last - first + 1))
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {first}-{last}/{size}")
+        self.end_headers()
+        sent = 0
+        if body:
+            sent = self._write_body(source, first, last)
+        self.server.record(RequestLog(self.command, path, status, rng, sent, ua))
+
+    def _write_body(self, source: bytes | Path, first: int, last: int) -> int:
+        sent = 0
+        pos = first
+        try:
+            with _opener(source) as f:
+                f.seek(first)
+                while pos <= last:
+                    chunk = f.read(min(_CHUNK, last - pos + 1))
+                    if not chunk:
+                        break
+                    self.wfile.write(chunk)
+                    sent += len(chunk)
+                    pos += len(chunk)
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, OSError):
+            self.close_connection = True
+        return sent
+
+    def _send_status(self, status: int, body: bool) -> None:
+        payload = f"{status} {self.responses.get(status, ('',))[0]}\n".encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if body:
+            try:
+                self.wfile.write(payload)
+            except OSError:
+                self.close_connection = True
+
+
+class _opener:
+    """Open a file path or wrap bytes as a seekable reader."""
+
+    def __init__(self, source: bytes | Path):
+        self.source = source
+
+    def __enter__(self):
+        import io
+
+        self.f = io.BytesIO(self.source) if isinstance(self.source, bytes) else open(  # noqa: SIM115
+            self.source, "rb")
+        return self.f
+
+    def __exit__(self, *exc: object) -> None:
+        self.f.close()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, addr: tuple[str, int], root: Path | None, sndbuf: int | None):
+        self.root = root
+        self.sndbuf = sndbuf
+        self.virtual: dict[str, bytes] = {}
+        self.content_types: dict[str, str] = {}
+        self.log: list[RequestLog] = []
+        self.lock = threading.Lock()
+        super().__init__(addr, _Handler)
+
+    def get_request(self):  # type: ignore[override]
+        conn, addr = super().get_request()
+        if self.sndbuf:
+            # a small send buffer keeps "bytes written" close to "bytes the client read"
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.sndbuf)
+        return conn, addr
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # clients that hang up early (ffmpeg after a seek) are normal here
+
+    def record(self, entry: RequestLog) -> None:
+        with self.lock:
+            self.log.append(entry)
+
+
+class RangeServer:
+    """Serve ``root`` on 127.0.0.1 in a background thread; use as a context manager.
+
+    ``sndbuf`` sets SO_SNDBUF on accepted sockets (bytes), so that a client that stops reading
+    early is not credited with megabytes sitting in kernel buffers.
+    """
+
+    def __init__(self, root: str | os.PathLike | None, port: int = 0,
+                 sndbuf: int | None = 16 * 1024):
+        self._server = _Server(("127.0.0.1", port), Path(root).resolve() if root else None,
+                               sndbuf)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    def url(self, path: str) -> str:
+        """Absolute URL of ``path`` (quoted as given: pass already-escaped paths)."""
+        return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}"
+
+    def add_bytes(self, path: str, data: bytes, content_type: str | None = None) -> str:
+        """Serve ``data`` at ``path`` (a virtual file); returns its URL."""
+        path = "/" + path.lstrip("/")
+        self._server.virtual[path] = data
+        if content_type:
+            self._server.content_types[path] = content_type
+        return self.url(path)
+
+    @property
+    def log(self) -> list[RequestLog]:
+        with self._server.lock:
+            return list(self._server.log)
+
+    def bytes_sent(self, path: str | None = None) -> int:
+        """Bytes written to clients, for one path (as requested, unquoted) or in total."""
+        return sum(e.sent for e in self.log if path is None or e.path == "/" + path.lstrip("/"))
+
+    def reset(self) -> None:
+        with self._server.lock:
+            self._server.log.clear()
+
+    def start(self) -> RangeServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> RangeServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("root")
+    ap.add_argument("--port", type=int, default=8000)
+    args = ap.parse_args()
+    server = RangeServer(args.root, port=args.port, sndbuf=None)
+    print(f"serving {args.root} at {server.url('')}", flush=True)
+    try:
+        server._server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
