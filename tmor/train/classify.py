@@ -1,0 +1,258 @@
+"""Linear probe (frozen encoder, a linear classifier on the pooled 256-d feature) and fine-tuning
+(the whole network) for skeleton action classification.
+
+Writes into ``out``: ``best.pt`` and ``last.pt`` (tmor checkpoints: the encoder, the classifier as
+``heads``, the config, class names, epoch, metrics), ``results.json`` (top-1, top-5, mean per-class
+accuracy of the best and last epochs, a per-class table, the history) and ``confusion.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from tmor.train.data import ClassificationDataset, InputSpec, LoadedData, load_split
+
+
+@dataclass
+class ClassifyConfig:
+    """Options of ``tmor-train linear-probe`` / ``finetune`` (a YAML file can set each)."""
+
+    data: str = ""
+    out: str = "runs/transfer"
+    mode: str = "finetune"  # "finetune" | "linear"
+    split_train: str | None = "train"
+    split_test: str | None = "test"
+    init: str | None = None  # checkpoint; None trains from scratch
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float | None = None  # default: 0.1 (sgd) / 1e-3 (adamw); linear probe: 0.01 (adamw)
+    optimizer: str = "sgd"  # "sgd" | "adamw"
+    weight_decay: float = 5e-4
+    frames: int | None = None  # default: the checkpoint's, else 64
+    channels: int | None = None  # default: the checkpoint's in_channels, else 2
+    max_persons: int | None = None  # default: the checkpoint's num_persons, else 2
+    layout: str | None = None  # convert the data to this layout (the checkpoint's by default)
+    data_layout: str = "coco17"  # layout of pickles that do not say
+    augment: bool = True
+    holdout: float = 0.2  # shards without a split: fraction held out by key hash
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = 0
+
+
+def _device(name: str) -> Any:
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def resolve_spec(cfg: Any, ckpt: dict | None) -> InputSpec:
+    """Input T / C / M / layout: explicit options, else the checkpoint's, else defaults."""
+    mc = (ckpt or {}).get("model_config") or {}
+    tc = (ckpt or {}).get("train_config") or {}
+
+    def pick(value: Any, *keys: str, default: Any) -> Any:
+        if value is not None:
+            return value
+        for k in keys:
+            for src in (tc, tc.get("data") if isinstance(tc.get("data"), dict) else {}):
+                if src.get(k) is not None:
+                    return src[k]
+        return default
+
+    return InputSpec(
+        frames=int(pick(cfg.frames, "frames", "num_frames", "T", default=64)),
+        channels=int(cfg.channels or mc.get("in_channels") or 2),
+        max_persons=int(cfg.max_persons or mc.get("num_persons") or 2),
+        layout=pick(cfg.layout, "layout", "dst_layout", default=None),
+    )
+
+
+def build_encoder(init: str | None, spec: InputSpec, num_joints: int) -> tuple[Any, dict | None]:
+    """The UNIK encoder: loaded from ``init`` or freshly initialized for (C, V, M) of ``spec``."""
+    from tmor.model.unik import UNIK
+
+    if init is None:
+        return UNIK(spec.channels, num_joints, spec.max_persons), None
+    from tmor.model.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(init)
+    enc = UNIK.from_config(ckpt["model_config"])
+    enc.load_state_dict(ckpt["encoder"])
+    c = enc.config
+    if (c.in_channels, c.num_joints, c.num_persons) != (spec.channels, num_joints,
+                                                        spec.max_persons):
+        raise ValueError(
+            f"{init}: encoder expects C={c.in_channels} V={c.num_joints} M={c.num_persons}, "
+            f"data gives C={spec.channels} V={num_joints} M={spec.max_persons}: "
+            "set --layout / --channels / --max-persons to match")
+    return enc, ckpt
+
+
+def peek_checkpoint(init: str | None) -> dict | None:
+    if init is None:
+        return None
+    from tmor.model.checkpoint import load_checkpoint
+
+    return load_checkpoint(init)
+
+
+def stack_inputs(ds: ClassificationDataset) -> tuple[np.ndarray, np.ndarray]:
+    """All items of a dataset as arrays (N, C, T, V, M) float32, (N,) int64."""
+    xs, ys = zip(*(ds[i] for i in range(len(ds))), strict=True)
+    return np.stack(xs), np.asarray(ys, np.int64)
+
+
+def evaluate_scores(scores: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
+    """top-1 / top-5 / mean per-class accuracy and the per-class table of (N, K) scores."""
+    from tmor.train import metrics as M
+
+    k5 = min(5, scores.shape[1])
+    return {
+        "top1": M.top_k_accuracy(scores, labels, 1),
+        "top5": M.top_k_accuracy(scores, labels, k5),
+        "mean_class_accuracy": M.mean_class_accuracy(scores, labels),
+        "num_samples": int(len(labels)),
+        "per_class": M.per_class_table(scores, labels, classes),
+    }
+
+
+def _predict(model: Any, x: np.ndarray, device: Any, batch: int) -> np.ndarray:
+    import torch
+
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            xb = torch.from_numpy(x[i:i + batch]).to(device)
+            out.append(torch.softmax(model(xb).float(), -1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def _features(encoder: Any, x: np.ndarray, device: Any, batch: int) -> np.ndarray:
+    import torch
+
+    encoder.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            out.append(encoder(torch.from_numpy(x[i:i + batch]).to(device)).float().cpu())
+    return torch.cat(out).numpy()
+
+
+def run_classification(cfg: ClassifyConfig, train: LoadedData | None = None,
+                       test: LoadedData | None = None, log: Any = print) -> dict:
+    """Train and evaluate; returns the results dict also written to ``<out>/results.json``."""
+    import torch
+
+    from tmor import fsio
+    from tmor.model.checkpoint import save_checkpoint
+    from tmor.train import metrics as M
+
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    device = _device(cfg.device)
+    train = train or load_split(cfg.data, cfg.split_train, cfg.data_layout, cfg.holdout)
+    test = test or load_split(cfg.data, cfg.split_test, cfg.data_layout, cfg.holdout)
+    classes = train.classes if len(train.classes) >= len(test.classes) else test.classes
+    k = len(classes)
+    if not train.samples or not test.samples:
+        raise ValueError(f"empty split: {len(train.samples)} train, {len(test.samples)} test")
+    ckpt = peek_checkpoint(cfg.init)
+    spec = resolve_spec(cfg, ckpt)
+    test_ds = ClassificationDataset(test.samples, spec)
+    x_test, y_test = stack_inputs(test_ds)
+    num_joints = x_test.shape[3]
+    encoder, _ = build_encoder(cfg.init, spec, num_joints)
+    encoder.to(device)
+    head = torch.nn.Linear(encoder.embed_dim, k).to(device)
+    fsio.makedirs(cfg.out)
+    history: list[dict] = []
+    best: dict | None = None
+    best_scores = None
+    linear = cfg.mode == "linear"
+    t0 = time.time()
+    if linear:
+        encoder.requires_grad_(False)
+        x_train, y_train = stack_inputs(ClassificationDataset(train.samples, spec))
+        f_train = torch.from_numpy(_features(encoder, x_train, device, cfg.batch_size))
+        f_test = torch.from_numpy(_features(encoder, x_test, device, cfg.batch_size))
+        model = torch.nn.Sequential(encoder, head)
+        params = list(head.parameters())
+    else:
+        train_ds = ClassificationDataset(train.samples, spec, augment=cfg.augment, seed=cfg.seed)
+        model = torch.nn.Sequential(encoder, head)
+        params = list(model.parameters())
+    lr = cfg.lr or (0.01 if linear else (0.1 if cfg.optimizer == "sgd" else 1e-3))
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True,
+                              weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1))
+    n_train = len(train.samples)
+    for epoch in range(cfg.epochs):
+        perm = rng.permutation(n_train)
+        losses = []
+        if linear:
+            head.train()
+            for i in range(0, n_train, cfg.batch_size):
+                idx = perm[i:i + cfg.batch_size]
+                logits = head(f_train[idx].to(device))
+                loss = torch.nn.functional.cross_entropy(
+                    logits, torch.from_numpy(y_train[idx]).to(device))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+            with torch.no_grad():
+                scores = torch.softmax(head(f_test.to(device)), -1).cpu().numpy()
+        else:
+            model.train()
+            for i in range(0, n_train, cfg.batch_size):
+                idx = perm[i:i + cfg.batch_size]
+                if len(idx) < 2:  # BatchNorm needs two samples
+                    continue
+                xb, yb = zip(*(train_ds[int(j)] for j in idx), strict=True)
+                logits = model(torch.from_numpy(np.stack(xb)).to(device))
+                loss = torch.nn.functional.cross_entropy(
+                    logits, torch.as_tensor(yb, dtype=torch.long, device=device))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+            scores = _predict(model, x_test, device, cfg.batch_size)
+        sched.step()
+        ev = evaluate_scores(scores, y_test, classes)
+        row = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else None,
+               **{m: ev[m] for m in ("top1", "top5", "mean_class_accuracy")}}
+        history.append(row)
+        log(f"epoch {epoch}: loss {row['loss']} top1 {ev['top1']:.4f} "
+            f"top5 {ev['top5']:.4f} mean_class {ev['mean_class_accuracy']:.4f}")
+        extra = {"classes": classes, "epoch": epoch, "metrics": row, "task": "classification",
+                 "input_spec": asdict(spec)}
+        save_checkpoint(fsio.join(cfg.out, "last.pt"), encoder, head, asdict(cfg), **extra)
+        if best is None or ev["top1"] > best["top1"]:
+            best, best_scores = {**ev, "epoch": epoch}, scores
+            save_checkpoint(fsio.join(cfg.out, "best.pt"), encoder, head, asdict(cfg), **extra)
+    assert best is not None and best_scores is not None
+    last = evaluate_scores(scores, y_test, classes)
+    cm = M.confusion_matrix(best_scores.argmax(1), y_test, k)
+    M.save_confusion_png(cm, fsio.join(cfg.out, "confusion.png"), classes)
+    results = {
+        "task": "classification", "mode": cfg.mode, "init": cfg.init, "classes": classes,
+        "chance": 1.0 / k, "num_train": n_train, "num_test": len(y_test),
+        "best": best, "last": {**last, "epoch": cfg.epochs - 1},
+        "confusion": cm.tolist(), "history": history, "seconds": time.time() - t0,
+        "config": asdict(cfg), "input_spec": asdict(spec),
+    }
+    fsio.write_bytes(fsio.join(cfg.out, "results.json"),
+                     json.dumps(results, indent=1, default=float).encode())
+    return results
