@@ -148,7 +148,7 @@ class PackStage(Stage):
                 caption, caption_source = "", None
 
         record: dict[str, Any] = {
-            **quality, "fps": fps, "seconds": seconds, "video_text_sim": sim, "label": label,
+            **quality, "fps": fps, "clip_seconds": seconds, "video_text_sim": sim, "label": label,
             "has_video": video is not None, "filtered": None,
         }
         why = self.filtered(quality, seconds, sim)
@@ -213,7 +213,7 @@ def pack_summary(root: str) -> dict[str, Any]:
     filt = df["filtered"] if "filtered" in df else None
     kept = ok & (filt.isna() if filt is not None else True)
     removed = filt[ok & filt.notna()].value_counts().to_dict() if filt is not None else {}
-    seconds = df.loc[kept, "seconds"].astype(float).sum() if "seconds" in df else 0.0
+    seconds = df.loc[kept, "clip_seconds"].astype(float).sum() if "clip_seconds" in df else 0.0
     return {
         "samples": int(kept.sum()), "failed": int((~ok).sum()),
         "filtered": {str(k): int(v) for k, v in removed.items()},
