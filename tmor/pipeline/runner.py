@@ -139,6 +139,7 @@ def process_shard(
     name = stage.name
     committed = L.is_committed(root, name, shard)
     if committed and not (opts.overwrite or opts.retry_failed):
+        WorkDir(root, name, shard).clear()  # left behind by a crash between commit and cleanup
         return ShardOutcome(shard, "skipped:committed")
     if committed and opts.retry_failed and not opts.overwrite:
         if not L.retryable_keys(L.read_ledger(root, name, shard)):
