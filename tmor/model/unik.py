@@ -38,6 +38,7 @@ class UNIKConfig:
     num_heads: int = 3
     coff_embedding: int = 4
     temporal_kernel: int = 9
+    base_channels: int = 64
 
 
 def _conv_init(conv: nn.Conv2d) -> None:
@@ -137,7 +138,7 @@ class STBlock(nn.Module):
 
 
 class UNIK(nn.Module):
-    """UNIK backbone: (N, C, T, V, M) -> (N, 256) embedding.
+    """UNIK backbone: (N, C, T, V, M) -> (N, 256) embedding (``embed_dim``: 4 x base_channels).
 
     ``forward_features`` returns the temporal feature map before pooling, (N, 256, T', V)
     averaged over persons, with T' = ceil(ceil(T / 2) / 2) (two stride-2 blocks); use
@@ -148,16 +149,20 @@ class UNIK(nn.Module):
     temporal_stride = 4
 
     def __init__(self, in_channels: int = 2, num_joints: int = 17, num_persons: int = 2,
-                 num_heads: int = 3, coff_embedding: int = 4, temporal_kernel: int = 9) -> None:
+                 num_heads: int = 3, coff_embedding: int = 4, temporal_kernel: int = 9,
+                 base_channels: int = 64) -> None:
         super().__init__()
         self.config = UNIKConfig(in_channels, num_joints, num_persons, num_heads,
-                                 coff_embedding, temporal_kernel)
+                                 coff_embedding, temporal_kernel, base_channels)
+        w = base_channels / 64  # width multiplier: 64 is the reference (tests use smaller)
+        blocks = [(int(a * w), int(b * w), s) for a, b, s in BLOCKS]
+        self.embed_dim = blocks[-1][1]
         self.data_bn = nn.BatchNorm1d(num_persons * num_joints * in_channels)
         _bn_init(self.data_bn, 1.0)
         kw = dict(num_joints=num_joints, num_heads=num_heads, coff_embedding=coff_embedding,
                   temporal_kernel=temporal_kernel)
-        layers = [STBlock(in_channels, 64, residual=False, **kw)]
-        layers += [STBlock(cin, cout, stride=s, **kw) for cin, cout, s in BLOCKS]
+        layers = [STBlock(in_channels, blocks[0][0], residual=False, **kw)]
+        layers += [STBlock(cin, cout, stride=s, **kw) for cin, cout, s in blocks]
         self.layers = nn.ModuleList(layers)
 
     @classmethod
