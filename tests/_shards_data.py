@@ -74,12 +74,13 @@ def build_upstream(root: str, low_score: str | None = None, short: str | None = 
     {file stem: key}. ``low_score`` / ``short`` name a file stem whose pose is degraded (scores
     x0.1 / 5 frames); ``pose_failed`` one whose pose ledger row says failed."""
     files = skeleton_files()
-    rows, keys, labels = [], {}, {}
+    rows, keys, poses = [], {}, {}
     for p in files:
         key = sample_key(str(p), None, None)
         keys[p.stem] = key
+        poses[key] = coco_pixels(p)
         rows.append({"key": key, "source": str(p), "source_kind": "local", "start": None,
-                     "end": None, "label": None, "caption": None, "meta": "{}"})
+                     "end": None, "label": poses[key][2], "caption": None, "meta": "{}"})
     write_plan(root, pd.DataFrame(rows), shard_size=shard_size)
     rng = np.random.default_rng(0)
     by_key = {keys[p.stem]: p for p in files}
@@ -89,8 +90,7 @@ def build_upstream(root: str, low_score: str | None = None, short: str | None = 
         led: dict[str, list[dict]] = {"fetch": [], "pose": [], "caption": [], "embed": []}
         for key in plan["key"]:
             p = by_key[key]
-            kp, sc, label = coco_pixels(p)
-            labels[key] = label
+            kp, sc, label = poses[key]
             if p.stem == low_score:
                 sc = sc * 0.1
             if p.stem == short:
