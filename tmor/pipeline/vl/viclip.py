@@ -177,8 +177,19 @@ def _count_blocks(state: dict[str, torch.Tensor], prefix: str) -> int:
     return max(ids) + 1 if ids else 0
 
 
+_SHAPE_KEYS = (
+    "vision_encoder.conv1.weight", "vision_encoder.positional_embedding",
+    "vision_encoder.temporal_positional_embedding", "vision_encoder.proj",
+    "text_encoder.token_embedding.weight", "text_encoder.positional_embedding",
+    "text_encoder.text_projection",
+)
+
+
 def config_from_state_dict(state: dict[str, torch.Tensor]) -> ViClipConfig:
-    """Read the model's sizes off a released-layout state dict."""
+    """Read the model's sizes off a released-layout state dict (ValueError when not one)."""
+    missing = [k for k in _SHAPE_KEYS if k not in state]
+    if missing:
+        raise ValueError(f"not a ViCLIP state dict: missing {missing}")
     conv = state["vision_encoder.conv1.weight"]
     pos = state["vision_encoder.positional_embedding"]
     vw, patch = conv.shape[0], conv.shape[-1]
@@ -212,7 +223,10 @@ def load_viclip(path: str | Path) -> ViClip:
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else ckpt
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    model = ViClip(config_from_state_dict(state))
+    try:
+        model = ViClip(config_from_state_dict(state))
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from e
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing:
         raise ValueError(f"{path}: not a ViCLIP checkpoint, missing {sorted(missing)[:5]}")
