@@ -98,6 +98,118 @@ def fetch_cmd(
     run_configured_stage(FetchStage, FetchConfig, "fetch", root, cli, runner, yaml_cfg)
 
 
+@data_app.command("extract-pose")
+@with_runner_options
+def extract_pose_cmd(
+    root: str = ROOT,
+    backend: str = typer.Option(None, help="ultralytics | mediapipe | rtmlib | mmpose"),
+    model: str = typer.Option(None, help="model file or name (e.g. yolo11n-pose.pt)"),
+    device: str = typer.Option(None, help="auto | cpu | cuda[:N] [auto]"),
+    fps: float = typer.Option(None, help="frames per second to sample [the clip's, up to 30]"),
+    batch_size: int = typer.Option(None, help="frames per model call, across clips [32]"),
+    max_persons: int = typer.Option(None, help="tracks kept per clip [2]"),
+    lift: str = typer.Option(None, help="none | 3d: also keypoint_3d in metres [none]"),
+    runner=None,
+    yaml_cfg=None,
+) -> None:
+    """Tracked 2D (and 3D) skeletons of every fetched clip (pose/NNNNNN.tar)."""
+    from tmor.pipeline.pose.stage import PoseConfig, PoseStage
+
+    cli = {"backend": backend, "model": model, "device": device, "fps": fps,
+           "batch_size": batch_size, "max_persons": max_persons, "lift": lift}
+    run_configured_stage(PoseStage, PoseConfig, "pose", root, cli, runner, yaml_cfg)
+
+
+@data_app.command("caption")
+@with_runner_options
+def caption_cmd(
+    root: str = ROOT,
+    model: str = typer.Option(None, help="video-language model for zero-shot naming"),
+    vocabulary: str = typer.Option(None, help="action names, one a line [packaged list]"),
+    top_k: int = typer.Option(None, help="names kept per unlabeled clip [5]"),
+    device: str = typer.Option(None, help="auto | cpu | cuda[:N]"),
+    runner=None,
+    yaml_cfg=None,
+) -> None:
+    """One text per clip: input captions, labels through templates, or zero-shot names."""
+    from tmor.pipeline.caption import CaptionConfig, CaptionStage
+
+    cli = {"model": model, "vocabulary": vocabulary, "top_k": top_k, "device": device}
+    run_configured_stage(CaptionStage, CaptionConfig, "caption", root, cli, runner, yaml_cfg)
+
+
+@data_app.command("embed")
+@with_runner_options
+def embed_cmd(
+    root: str = ROOT,
+    model: str = typer.Option(None, help="open_clip:ARCH:PRETRAINED | viclip:PATH"),
+    device: str = typer.Option(None, help="auto | cpu | cuda[:N]"),
+    batch_size: int = typer.Option(None, help="clips per forward [32]"),
+    runner=None,
+    yaml_cfg=None,
+) -> None:
+    """Frozen video-language embeddings of each clip and its caption (embed/NNNNNN.tar)."""
+    from tmor.pipeline.embed import EmbedConfig, EmbedStage
+
+    cli = {"model": model, "device": device, "batch_size": batch_size}
+    run_configured_stage(EmbedStage, EmbedConfig, "embed", root, cli, runner, yaml_cfg)
+
+
+@data_app.command("pack")
+@with_runner_options
+def pack_cmd(
+    root: str = ROOT,
+    min_frames_with_person: int = typer.Option(None, help="drop clips with fewer [8]"),
+    min_mean_score: float = typer.Option(None, help="drop clips under this keypoint score"),
+    min_video_text_sim: float = typer.Option(None, help="drop clips under this similarity"),
+    min_seconds: float = typer.Option(None, help="drop clips shorter than this [0.5]"),
+    runner=None,
+    yaml_cfg=None,
+) -> None:
+    """Join pose, caption and embeddings by key into triplet shards (triplets/NNNNNN.tar)."""
+    from tmor.pipeline.pack import PackConfig, PackStage, finish_pack
+
+    cli = {"min_frames_with_person": min_frames_with_person, "min_mean_score": min_mean_score,
+           "min_video_text_sim": min_video_text_sim, "min_seconds": min_seconds}
+    run_configured_stage(PackStage, PackConfig, "pack", root, cli, runner, yaml_cfg)
+    finish_pack(root)
+
+
+@data_app.command("run")
+@with_runner_options
+def run_cmd(
+    input: str = typer.Argument(None, help=INPUT_HELP + "; omit to use the existing plan"),
+    root: str = ROOT,
+    shard_size: int = SHARD_SIZE,
+    column: list[str] = COLUMNS,
+    allow_local: list[str] = typer.Option(None, help="folder local paths may be read from"),
+    pose_model: str = typer.Option(None, help="pose model file or name"),
+    embed_model: str = typer.Option(None, help="video-language model (also for captions)"),
+    runner=None,
+    yaml_cfg=None,
+) -> None:
+    """Every stage in order: fetch, extract-pose, caption, embed, pack; each resumes."""
+    from tmor.pipeline.run_all import run_all
+
+    if input is not None and (runner.worker_index is None or runner.worker_index == 0):
+        plan_inputs(input, root, shard_size, column)
+    sections = {k: dict(yaml_cfg.get(k) or {}) for k in ("fetch", "pose", "caption", "embed",
+                                                         "pack")}
+    if allow_local:
+        sections["fetch"]["allow_local"] = allow_local
+    if pose_model:
+        sections["pose"]["model"] = pose_model
+    if embed_model:
+        sections["embed"]["model"] = embed_model
+    if sections["embed"].get("model"):
+        sections["caption"].setdefault("model", sections["embed"]["model"])
+    try:
+        run_all(root, sections, runner)
+    except RuntimeError as e:
+        typer.secho(f"error: {e}", fg="red", err=True)
+        raise typer.Exit(1) from None
+
+
 @data_app.command("status")
 def status_cmd(root: str = ROOT) -> None:
     """Per-stage counts, failures by class and seconds per sample."""
