@@ -2,8 +2,10 @@
 
 Per frame, every live track is matched to at most one detection by
 :func:`scipy.optimize.linear_sum_assignment` on the similarity
-``iou_weight * IoU(box) + (1 - iou_weight) * OKS(keypoints)`` against the track's last seen
-detection; pairs under ``min_similarity`` stay unmatched. A track survives ``max_age`` frames
+``iou_weight * BIoU(box) + (1 - iou_weight) * OKS(keypoints)`` against the track's last seen
+detection, where BIoU is the IoU of both boxes enlarged by ``buffer`` x their size on each side
+(buffered IoU: it still overlaps when people move fast or frames are sampled sparsely); pairs
+under ``min_similarity`` stay unmatched. A track survives ``max_age`` frames
 without a detection (a missed detection or a short occlusion does not break it); a detection that
 matches nothing starts a new track when its box score is at least ``new_track_score``.
 
@@ -75,6 +77,12 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
+def buffered(boxes: np.ndarray, buffer: float) -> np.ndarray:
+    """xyxy boxes enlarged by ``buffer`` x their width / height on each side."""
+    wh = boxes[:, 2:] - boxes[:, :2]
+    return np.concatenate([boxes[:, :2] - buffer * wh, boxes[:, 2:] + buffer * wh], axis=1)
+
+
 def oks(
     kp_a: np.ndarray,
     sc_a: np.ndarray,
@@ -102,10 +110,12 @@ class Tracker:
     def __init__(
         self,
         max_age: int = 5,
-        min_similarity: float = 0.2,
-        iou_weight: float = 0.5,
+        min_similarity: float = 0.1,
+        iou_weight: float = 0.6,
         new_track_score: float = 0.4,
+        buffer: float = 0.5,
     ):
+        self.buffer = buffer
         self.max_age = max_age
         self.min_similarity = min_similarity
         self.iou_weight = iou_weight
@@ -128,7 +138,8 @@ class Tracker:
             kps = np.stack([tr.last_kp for tr in self._live])
             kss = np.stack([tr.last_kp_score for tr in self._live])
             area = np.clip(det.boxes[:, 2:] - det.boxes[:, :2], 0, None).prod(-1)
-            sim = self.iou_weight * box_iou(boxes, det.boxes) + (1 - self.iou_weight) * oks(
+            biou = box_iou(buffered(boxes, self.buffer), buffered(det.boxes, self.buffer))
+            sim = self.iou_weight * biou + (1 - self.iou_weight) * oks(
                 kps, kss, det.keypoints, det.keypoint_scores, area
             )
             rows, cols = linear_sum_assignment(-sim)
