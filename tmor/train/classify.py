@@ -68,7 +68,7 @@ def resolve_spec(cfg: Any, ckpt: dict | None) -> InputSpec:
         return default
 
     return InputSpec(
-        frames=int(pick(cfg.frames, "frames", "num_frames", "T", default=64)),
+        frames=int(pick(getattr(cfg, "frames", None), "frames", "num_frames", "T", default=64)),
         channels=int(cfg.channels or mc.get("in_channels") or 2),
         max_persons=int(cfg.max_persons or mc.get("num_persons") or 2),
         layout=pick(cfg.layout, "layout", "dst_layout", default=None),

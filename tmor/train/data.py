@@ -32,6 +32,8 @@ class SkeletonSample:
     keypoint_3d: np.ndarray | None = None
     segments: list[tuple[int, int, int]] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    video: np.ndarray | None = None  # (Dv,) frozen video embedding (triplet shards only)
+    label_name: str | None = None
 
     @property
     def num_frames(self) -> int:
@@ -90,6 +92,9 @@ def load_pyskl_split(path: str, split: str | None, layout: str = "coco17") -> Lo
         n = max([int(x) for x in labels if x is not None] + [len(classes) - 1, -1]) + 1
         classes = classes + [str(i) for i in range(len(classes), n)]
     samples = [_ann_to_sample(a, layout, y) for a, y in zip(anns, lab, strict=True)]
+    for a, smp in zip(anns, samples, strict=True):
+        name = a.get("label_name") or (classes[smp.label] if smp.label >= 0 else None)
+        smp.label_name = None if name is None else str(name)
     return LoadedData(samples, classes)
 
 
@@ -140,7 +145,9 @@ def load_shards_split(root: str, split: str | None, holdout: float = 0.2,
             name=str(t.meta.get("frame_dir", t.key)), keypoint=t.keypoint,
             keypoint_score=t.keypoint_score, layout=t.layout,
             label=ids.get(str(t.label), -1) if t.label is not None else -1,
-            keypoint_3d=t.keypoint_3d, segments=segs, meta=dict(t.meta)))
+            keypoint_3d=t.keypoint_3d, segments=segs, meta=dict(t.meta),
+            video=None if t.video is None else np.asarray(t.video, np.float32),
+            label_name=None if t.label is None else str(t.label)))
     return LoadedData(out, names)
 
 
