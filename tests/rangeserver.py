@@ -16,6 +16,7 @@ import os
 import re
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -84,6 +85,8 @@ class _Handler(BaseHTTPRequestHandler):
         return target, 200
 
     def _serve(self, body: bool) -> None:
+        if self.server.latency_s:
+            time.sleep(self.server.latency_s)  # emulate a round trip before the first byte
         path = unquote(urlsplit(self.path).path)
         rng = self.headers.get("Range")
         ua = self.headers.get("User-Agent", "")
@@ -123,6 +126,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _write_body(self, source: bytes | Path, first: int, last: int) -> int:
         sent = 0
         pos = first
+        rate = self.server.rate_bps
+        t0 = time.perf_counter()
         try:
             with _opener(source) as f:
                 f.seek(first)
@@ -133,6 +138,10 @@ class _Handler(BaseHTTPRequestHandler):
                     self.wfile.write(chunk)
                     sent += len(chunk)
                     pos += len(chunk)
+                    if rate:  # emulate a link of rate_bps bytes/s per connection
+                        ahead = sent / rate - (time.perf_counter() - t0)
+                        if ahead > 0:
+                            time.sleep(ahead)
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, OSError):
             self.close_connection = True
         return sent
@@ -171,9 +180,12 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, addr: tuple[str, int], root: Path | None, sndbuf: int | None):
+    def __init__(self, addr: tuple[str, int], root: Path | None, sndbuf: int | None,
+                 rate_bps: float | None = None, latency_s: float = 0.0):
         self.root = root
         self.sndbuf = sndbuf
+        self.rate_bps = rate_bps
+        self.latency_s = latency_s
         self.virtual: dict[str, bytes] = {}
         self.content_types: dict[str, str] = {}
         self.log: list[RequestLog] = []
@@ -199,13 +211,15 @@ class RangeServer:
     """Serve ``root`` on 127.0.0.1 in a background thread; use as a context manager.
 
     ``sndbuf`` sets SO_SNDBUF on accepted sockets (bytes), so that a client that stops reading
-    early is not credited with megabytes sitting in kernel buffers.
+    early is not credited with megabytes sitting in kernel buffers. ``rate_bps`` (bytes/s per
+    connection) and ``latency_s`` (delay before each response) emulate a real network link.
     """
 
     def __init__(self, root: str | os.PathLike | None, port: int = 0,
-                 sndbuf: int | None = 16 * 1024):
+                 sndbuf: int | None = 16 * 1024, rate_bps: float | None = None,
+                 latency_s: float = 0.0):
         self._server = _Server(("127.0.0.1", port), Path(root).resolve() if root else None,
-                               sndbuf)
+                               sndbuf, rate_bps, latency_s)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -258,8 +272,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("root")
     ap.add_argument("--port", type=int, default=8000)
+    ap.add_argument("--rate-bps", type=float, default=None, help="bytes/s per connection")
+    ap.add_argument("--latency", type=float, default=0.0, help="seconds before each response")
     args = ap.parse_args()
-    server = RangeServer(args.root, port=args.port, sndbuf=None)
+    server = RangeServer(args.root, port=args.port, sndbuf=None, rate_bps=args.rate_bps,
+                         latency_s=args.latency)
     print(f"serving {args.root} at {server.url('')}", flush=True)
     try:
         server._server.serve_forever()
