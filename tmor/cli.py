@@ -312,6 +312,159 @@ def export_cmd(
 
 # ---- section: transfer (linear-probe, finetune, detect, zero-shot) ------------------------------
 
+T_CONFIG = typer.Option(None, "--config", help="YAML file; its section for this command")
+T_DATA = typer.Option(..., "--data", help="a pyskl / mmaction2 pickle (.pkl) or a corpus root")
+T_INIT = typer.Option(None, "--init", help="checkpoint to start from [from scratch]")
+T_DEVICE = typer.Option(None, help="auto | cpu | cuda [auto]")
+
+
+def _transfer_config(cls: type, section: str, config: str | None, values: dict) -> object:
+    """defaults < YAML section < options given on the command line."""
+    from tmor.config import build, load_yaml
+
+    return build(cls, load_yaml(config).get(section), values)
+
+
+def _print_summary(results: dict, keys: tuple[str, ...]) -> None:
+    import json
+
+    best, last = results["best"], results["last"]
+    typer.echo(json.dumps({
+        "task": results["task"], "mode": results.get("mode"), "epoch_best": best["epoch"],
+        **{f"best_{k}": best[k] for k in keys}, **{f"last_{k}": last[k] for k in keys},
+        "out": results["config"]["out"]}, default=float))
+
+
+def _classify_cmd(mode: str, section: str, config: str | None, values: dict) -> None:
+    from tmor.train.classify import ClassifyConfig, run_classification
+
+    cfg = _transfer_config(ClassifyConfig, section, config, {**values, "mode": mode})
+    results = run_classification(cfg, log=typer.echo)
+    _print_summary(results, ("top1", "top5", "mean_class_accuracy"))
+
+
+@train_app.command("linear-probe")
+def linear_probe_cmd(
+    data: str = T_DATA,
+    out: str = typer.Option(None, help="output folder [runs/transfer]"),
+    split_train: str = typer.Option(None, help="train split name [train]"),
+    split_test: str = typer.Option(None, help="test split name [test]"),
+    init: str = T_INIT,
+    epochs: int = typer.Option(None, help="epochs [30]"),
+    batch_size: int = typer.Option(None, help="batch size [32]"),
+    lr: float = typer.Option(None, help="learning rate [0.01]"),
+    optimizer: str = typer.Option(None, help="sgd | adamw [sgd]"),
+    weight_decay: float = typer.Option(None, help="weight decay [5e-4]"),
+    frames: int = typer.Option(None, help="frames T per sample [checkpoint's, else 64]"),
+    channels: int = typer.Option(None, help="2 (x, y) or 3 [checkpoint's, else 2]"),
+    max_persons: int = typer.Option(None, help="persons M [checkpoint's, else 2]"),
+    layout: str = typer.Option(None, help="convert joints to this layout [checkpoint's]"),
+    data_layout: str = typer.Option(None, help="layout of a pickle that does not say [coco17]"),
+    holdout: float = typer.Option(None, help="shards without a split: test fraction [0.2]"),
+    seed: int = typer.Option(None, help="random seed [0]"),
+    device: str = T_DEVICE,
+    config: str = T_CONFIG,
+) -> None:
+    """Frozen encoder, a linear classifier on its pooled feature: best.pt, last.pt, results.json."""
+    values = dict(locals())
+    values.pop("config")
+    _classify_cmd("linear", "linear_probe", config, values)
+
+
+@train_app.command("finetune")
+def finetune_cmd(
+    data: str = T_DATA,
+    out: str = typer.Option(None, help="output folder [runs/transfer]"),
+    split_train: str = typer.Option(None, help="train split name [train]"),
+    split_test: str = typer.Option(None, help="test split name [test]"),
+    init: str = T_INIT,
+    epochs: int = typer.Option(None, help="epochs [30]"),
+    batch_size: int = typer.Option(None, help="batch size [32]"),
+    lr: float = typer.Option(None, help="learning rate [sgd 0.1, adamw 1e-3]"),
+    optimizer: str = typer.Option(None, help="sgd | adamw [sgd]"),
+    weight_decay: float = typer.Option(None, help="weight decay [5e-4]"),
+    frames: int = typer.Option(None, help="frames T per sample [checkpoint's, else 64]"),
+    channels: int = typer.Option(None, help="2 (x, y) or 3 [checkpoint's, else 2]"),
+    max_persons: int = typer.Option(None, help="persons M [checkpoint's, else 2]"),
+    layout: str = typer.Option(None, help="convert joints to this layout [checkpoint's]"),
+    data_layout: str = typer.Option(None, help="layout of a pickle that does not say [coco17]"),
+    augment: bool = typer.Option(None, "--augment/--no-augment", help="crop + rotation [on]"),
+    holdout: float = typer.Option(None, help="shards without a split: test fraction [0.2]"),
+    seed: int = typer.Option(None, help="random seed [0]"),
+    device: str = T_DEVICE,
+    config: str = T_CONFIG,
+) -> None:
+    """Fine-tune the whole network for classification: best.pt, last.pt, results.json."""
+    values = dict(locals())
+    values.pop("config")
+    _classify_cmd("finetune", "finetune", config, values)
+
+
+@train_app.command("detect")
+def detect_cmd(
+    data: str = T_DATA,
+    mode: str = typer.Option(None, help="finetune | linear [finetune]"),
+    out: str = typer.Option(None, help="output folder [runs/detect]"),
+    split_train: str = typer.Option(None, help="train split name [train]"),
+    split_test: str = typer.Option(None, help="test split name [test]"),
+    init: str = T_INIT,
+    epochs: int = typer.Option(None, help="epochs [30]"),
+    batch_size: int = typer.Option(None, help="windows per batch [16]"),
+    lr: float = typer.Option(None, help="learning rate [adamw 1e-3, linear 0.01]"),
+    optimizer: str = typer.Option(None, help="adamw | sgd [adamw]"),
+    window: int = typer.Option(None, help="window length in frames [64]"),
+    stride: int = typer.Option(None, help="window stride [window / 2]"),
+    threshold: float = typer.Option(None, help="frame score threshold for segments [0.5]"),
+    channels: int = typer.Option(None, help="2 (x, y) or 3 [checkpoint's, else 2]"),
+    max_persons: int = typer.Option(None, help="persons M [checkpoint's, else 2]"),
+    layout: str = typer.Option(None, help="convert joints to this layout [checkpoint's]"),
+    data_layout: str = typer.Option(None, help="layout of a pickle that does not say [ntu25]"),
+    seed: int = typer.Option(None, help="random seed [0]"),
+    device: str = T_DEVICE,
+    config: str = T_CONFIG,
+) -> None:
+    """Frame-wise multi-label detection on untrimmed sequences; frame and event mAP."""
+    from tmor.train.detect import DetectConfig, run_detection
+
+    values = dict(locals())
+    values.pop("config")
+    values.pop("DetectConfig")
+    values.pop("run_detection")
+    cfg = _transfer_config(DetectConfig, "detect", config, values)
+    results = run_detection(cfg, log=typer.echo)
+    _print_summary(results, ("frame_map_tsu", "frame_map_charades", "event_map"))
+
+
+@train_app.command("zero-shot")
+def zero_shot_cmd(
+    ckpt: str = typer.Option(..., "--ckpt", help="pre-training checkpoint (encoder + heads)"),
+    classes: str = typer.Option(..., "--classes", help="class names, one a line, in id order"),
+    data: str = T_DATA,
+    split: str = typer.Option(None, help="split to evaluate [test]"),
+    out: str = typer.Option(None, help="write results.json and scores.npy here"),
+    text_encoder: str = typer.Option(None, help="embed-stage spec [the checkpoint's]"),
+    template: list[str] = typer.Option(None, "--template", help="prompt, e.g. 'a person {}.'"),
+    with_video: bool = typer.Option(None, "--with-video", help="average in the video embedding"),
+    frames: int = typer.Option(None, help="frames T per sample [checkpoint's, else 64]"),
+    max_persons: int = typer.Option(None, help="persons M [checkpoint's]"),
+    layout: str = typer.Option(None, help="convert joints to this layout [checkpoint's]"),
+    data_layout: str = typer.Option(None, help="layout of a pickle that does not say [coco17]"),
+    device: str = T_DEVICE,
+    config: str = T_CONFIG,
+) -> None:
+    """Zero-shot classification by cosine between motion and class-prompt text embeddings."""
+    import json
+
+    from tmor.train.zeroshot import ZeroShotConfig, run_zero_shot
+
+    values = {k: v for k, v in locals().items() if k not in (
+        "config", "json", "ZeroShotConfig", "run_zero_shot", "template")}
+    values["templates"] = list(template) if template else None
+    cfg = _transfer_config(ZeroShotConfig, "zero_shot", config, values)
+    r = run_zero_shot(cfg, log=typer.echo)
+    typer.echo(json.dumps({k: r[k] for k in (
+        "top1", "top5", "mean_class_accuracy", "chance", "num_samples", "with_video")}))
+
 
 def main_data() -> None:
     data_app()
