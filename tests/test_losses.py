@@ -158,3 +158,11 @@ def test_augmentations() -> None:
     a = augment(x, torch.Generator().manual_seed(5))
     b = augment(x, torch.Generator().manual_seed(5))
     assert torch.equal(a, b)
+
+
+def test_augment_slices_of_a_global_batch_equal_the_whole() -> None:
+    x = torch.randn(6, 2, 16, 17, 2)
+    whole = augment(x, torch.Generator().manual_seed(9))
+    parts = [augment(x[o:o + 3], torch.Generator().manual_seed(9), total=6, offset=o)
+             for o in (0, 3)]
+    torch.testing.assert_close(torch.cat(parts), whole)

@@ -1,5 +1,8 @@
 """Augmented motion views: random temporal crop (resized back to T) and a random rotation (3D)
-or shear (2D) of the coordinates. Batched on (N, C, T, V, M) tensors, driven by a Generator."""
+or shear (2D) of the coordinates. Batched on (N, C, T, V, M) tensors of any device, driven by a
+CPU Generator. Under DDP every rank draws the parameters of the whole global batch (``total``) from
+the same generator and keeps its own rows (``offset``), so the views do not depend on the number
+of ranks."""
 
 from __future__ import annotations
 
@@ -8,12 +11,19 @@ import math
 import torch
 
 
-def temporal_crop(x: torch.Tensor, gen: torch.Generator, min_ratio: float = 0.5) -> torch.Tensor:
+def _draw(gen: torch.Generator, n: int, total: int | None, offset: int, *shape: int
+          ) -> torch.Tensor:
+    total = n if total is None else total
+    return torch.rand(total, *shape, generator=gen)[offset:offset + n]
+
+
+def temporal_crop(x: torch.Tensor, gen: torch.Generator, min_ratio: float = 0.5,
+                  total: int | None = None, offset: int = 0) -> torch.Tensor:
     """Crop a random window of ratio in [min_ratio, 1] of T per sample; resample to T frames."""
     n, c, t, v, m = x.shape
-    ratio = min_ratio + (1 - min_ratio) * torch.rand(n, generator=gen, device=gen.device)
+    ratio = min_ratio + (1 - min_ratio) * _draw(gen, n, total, offset)
     length = (ratio * t).clamp(min=1).to(x.device)
-    start = (torch.rand(n, generator=gen, device=gen.device).to(x.device) * (t - length))
+    start = _draw(gen, n, total, offset).to(x.device) * (t - length)
     # fractional source frame for every output frame, linear interpolation between neighbours
     pos = start[:, None] + length[:, None] * (torch.arange(t, device=x.device) + 0.5)[None] / t
     pos = (pos - 0.5).clamp(0, t - 1)
@@ -26,8 +36,9 @@ def temporal_crop(x: torch.Tensor, gen: torch.Generator, min_ratio: float = 0.5)
     return x.gather(2, idx_lo) * (1 - w) + x.gather(2, idx_hi) * w
 
 
-def _rotation(n: int, gen: torch.Generator, max_deg: float) -> torch.Tensor:
-    a = (torch.rand(n, 3, generator=gen, device=gen.device) * 2 - 1) * math.radians(max_deg)
+def _rotation(a: torch.Tensor, max_deg: float) -> torch.Tensor:
+    n = a.shape[0]
+    a = (a * 2 - 1) * math.radians(max_deg)
     cx, cy, cz = a.cos().unbind(1)
     sx, sy, sz = a.sin().unbind(1)
     one, zero = torch.ones_like(cx), torch.zeros_like(cx)
@@ -37,27 +48,33 @@ def _rotation(n: int, gen: torch.Generator, max_deg: float) -> torch.Tensor:
     return rz @ ry @ rx
 
 
-def _shear(n: int, gen: torch.Generator, max_shear: float) -> torch.Tensor:
-    s = (torch.rand(n, 2, generator=gen, device=gen.device) * 2 - 1) * max_shear
-    one = torch.ones(n, device=gen.device)
+def _shear(s: torch.Tensor, max_shear: float) -> torch.Tensor:
+    n = s.shape[0]
+    s = (s * 2 - 1) * max_shear
+    one = torch.ones(n)
     return torch.stack([one, s[:, 0], s[:, 1], one], 1).view(n, 2, 2)
 
 
 def spatial_transform(x: torch.Tensor, gen: torch.Generator, max_deg: float = 30.0,
-                      max_shear: float = 0.3) -> torch.Tensor:
+                      max_shear: float = 0.3, total: int | None = None, offset: int = 0
+                      ) -> torch.Tensor:
     """Rotate 3D coordinates by random Euler angles, or shear 2D ones, per sample.
 
     With C > 3 (e.g. x, y, score) only the first 2 channels are transformed.
     """
     n, c = x.shape[:2]
     k = 3 if c == 3 else 2
-    mat = _rotation(n, gen, max_deg) if k == 3 else _shear(n, gen, max_shear)
+    r = _draw(gen, n, total, offset, k if k == 3 else 2)
+    mat = _rotation(r, max_deg) if k == 3 else _shear(r, max_shear)
     mat = mat.to(x)
     xyz = torch.einsum("nij,njtvm->nitvm", mat, x[:, :k])
     return torch.cat([xyz, x[:, k:]], 1) if c > k else xyz
 
 
 def augment(x: torch.Tensor, gen: torch.Generator, min_crop: float = 0.5,
-            max_deg: float = 30.0, max_shear: float = 0.3) -> torch.Tensor:
-    """Temporal crop then rotation / shear: one random augmented view of a batch."""
-    return spatial_transform(temporal_crop(x, gen, min_crop), gen, max_deg, max_shear)
+            max_deg: float = 30.0, max_shear: float = 0.3, total: int | None = None,
+            offset: int = 0) -> torch.Tensor:
+    """Temporal crop then rotation / shear: one random augmented view of a batch (rows
+    ``offset:offset + N`` of a global batch of ``total`` when given)."""
+    y = temporal_crop(x, gen, min_crop, total, offset)
+    return spatial_transform(y, gen, max_deg, max_shear, total, offset)

@@ -1,0 +1,540 @@
+"""Cluster-guided multi-modal contrastive pre-training of the UNIK encoder (T-MOR).
+
+Stage 1: L = L_mm + L_mv (augmented motion view, frozen video embedding); stage 2: L_mt (frozen
+text embedding), usually from ``init`` = the stage-1 checkpoint; ``losses`` picks any subset.
+Batches stream from triplet shards (:func:`tmor.shards.reader.make_loader`). After each epoch an
+inference pass embeds every sample and exact DBSCAN relabels the corpus; the labels select the
+positives and negatives of the loss (:mod:`tmor.model.losses`) through the queues' indices.
+
+Runs alone or under ``torchrun`` (DDP: NCCL on GPU, gloo on CPU; BatchNorm synchronized, keys
+gathered with gradients, so N ranks compute what one process computes on the global batch).
+Checkpoints (``<out_dir>/last.pt`` every ``ckpt_every`` steps and each epoch, ``epoch_NNN.pt``)
+hold everything an exact resume needs: model, optimizer, scheduler, scaler, queues, cluster
+labels, RNG states and the reader position (epoch, batches consumed).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import os
+import random
+import time
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from tmor import fsio
+from tmor.model.augment import augment
+from tmor.model.checkpoint import load_checkpoint, save_checkpoint
+from tmor.model.heads import ProjectionHeads
+from tmor.model.losses import cluster_contrastive_loss, effective_clusters
+from tmor.model.queue import FeatureQueue
+from tmor.model.unik import UNIK
+from tmor.train.config import PretrainConfig
+from tmor.train.dist import DistContext, all_mean, gather, init_distributed, sync_batchnorm
+
+log = logging.getLogger(__name__)
+
+METRIC_FIELDS = ["step", "epoch", "lr", "loss", "loss_mm", "loss_mv", "loss_mt", "pos_mm",
+                 "pos_mv", "pos_mt", "samples_per_s"]
+CLUSTER_FIELDS = ["epoch", "step", "samples", "clusters", "noise_fraction", "core", "seconds"]
+
+
+class Pretrainer(nn.Module):
+    """Encoder + heads in one module (what DDP wraps): views -> (query, key) per pair."""
+
+    def __init__(self, encoder: UNIK, heads: ProjectionHeads, pairs: list[str]) -> None:
+        super().__init__()
+        self.encoder, self.heads, self.pairs = encoder, heads, list(pairs)
+
+    def forward(self, v1: torch.Tensor, v2: torch.Tensor | None, video: torch.Tensor,
+                text: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        n = v1.shape[0]
+        z = self.encoder(v1 if v2 is None else torch.cat([v1, v2]))
+        z1 = z[:n]
+        out = {}
+        for p in self.pairs:
+            q = self.heads.project_motion(p, z1)
+            if p == "mm":
+                assert v2 is not None
+                k = self.heads.project_motion(p, z[n:])
+            else:
+                k = self.heads.project_target(p, video if p == "mv" else text)
+            out[p] = (q, k)
+        return out
+
+
+def lr_lambda(warmup: int, total: int, floor: float):
+    """Linear warm-up then cosine decay to ``floor`` (a multiplier of the base lr)."""
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = min(1.0, (step - warmup) / max(1, total - warmup))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+    return f
+
+
+class Trainer:
+    """Model, optimizer, queues and cluster labels of one pre-training run; ``train_step``."""
+
+    def __init__(self, cfg: PretrainConfig, ctx: DistContext, in_channels: int, num_joints: int,
+                 num_persons: int, video_dim: int, text_dim: int, total_steps: int) -> None:
+        self.cfg, self.ctx = cfg, ctx
+        self.pairs = cfg.pairs()
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        self.encoder = UNIK(in_channels, num_joints, num_persons, cfg.num_heads,
+                            base_channels=cfg.base_channels)
+        self.heads = ProjectionHeads(self.encoder.embed_dim, max(video_dim, 1),
+                                     max(text_dim, 1), cfg.proj_dim, cfg.hidden_dim,
+                                     tuple(self.pairs))
+        if cfg.init:
+            self._load_init(cfg.init)
+        dev = ctx.device
+        self.model: nn.Module = Pretrainer(self.encoder, self.heads, self.pairs).to(dev)
+        if ctx.enabled:
+            self.model = sync_batchnorm(self.model, dev)
+            self.encoder, self.heads = self.model.encoder, self.model.heads
+            self.model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[dev.index] if dev.type == "cuda" else None)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if cfg.optimizer == "sgd":
+            self.opt: torch.optim.Optimizer = torch.optim.SGD(
+                params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                weight_decay=cfg.weight_decay)
+        elif cfg.optimizer == "adamw":
+            self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        else:
+            raise ValueError(f"unknown optimizer {cfg.optimizer!r}: sgd | adamw")
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lr_lambda(cfg.warmup_steps, total_steps, cfg.min_lr_ratio))
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
+        if dev.type != "cuda":
+            self.amp_dtype = None
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.queues = {p: FeatureQueue(cfg.queue_size, cfg.proj_dim, dev) for p in self.pairs}
+        self.table: torch.Tensor | None = None  # global index -> cluster (-1 noise)
+        self.step = self.epoch = self.step_in_epoch = 0
+
+    def _load_init(self, url: str) -> None:
+        ck = load_checkpoint(url)
+        self.encoder.load_state_dict(ck["encoder"])
+        if ck.get("heads"):  # reuse the heads whose shapes match (stage 1 -> stage 2)
+            own = self.heads.state_dict()
+            keep = {k: v for k, v in ck["heads"].items() if k in own and own[k].shape == v.shape}
+            self.heads.load_state_dict(keep, strict=False)
+        log.info("initialized from %s", url)
+
+    # -- one step ------------------------------------------------------------------------------
+    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
+        """One optimizer step on this rank's part of the global batch; global-mean stats."""
+        cfg, dev = self.cfg, self.ctx.device
+        t0 = time.perf_counter()
+        x = batch["pose"].to(dev, non_blocking=True)
+        n = x.shape[0]
+        total, offset = n * self.ctx.world, n * self.ctx.rank
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)
+        aug = dict(min_crop=cfg.min_crop, max_deg=cfg.max_rotation, max_shear=cfg.max_shear,
+                   total=total, offset=offset)
+        v1 = augment(x, gen, **aug)
+        v2 = augment(x, gen, **aug) if "mm" in self.pairs else None
+        index = batch["index"].to(dev)
+        if (index < 0).any():
+            raise ValueError("samples without a global index: the shard folder needs its "
+                             "index.parquet (tmor.shards.index.write_index)")
+        valid = {"mm": torch.ones(n, dtype=torch.bool, device=dev),
+                 "mv": batch["has_video"].to(dev), "mt": batch["has_text"].to(dev)}
+        self.model.train()
+        with torch.autocast(dev.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None):
+            out = self.model(v1, v2, batch["video"].to(dev), batch["text"].to(dev))
+        index_all = gather(index)
+        qc = effective_clusters(index, self.table)
+        loss = torch.zeros((), device=dev)
+        stats: dict[str, float] = {}
+        pushes = []
+        for p, (q, k) in out.items():
+            k_all = gather(k.float(), grad=True)
+            kv_all = gather(valid[p])
+            qf, qi = self.queues[p].entries()
+            cands = torch.cat([k_all, qf])
+            cc = effective_clusters(torch.cat([index_all, qi]), self.table)
+            cv = torch.cat([kv_all, torch.ones(len(qi), dtype=torch.bool, device=dev)])
+            lp, st = cluster_contrastive_loss(q, cands, qc, cc, cfg.temperature,
+                                              query_valid=valid[p], cand_valid=cv)
+            loss = loss + lp
+            stats[f"loss_{p}"], stats[f"pos_{p}"] = float(lp.detach()), st["positives"]
+            pushes.append((p, k_all.detach()[kv_all], index_all[kv_all]))
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if cfg.grad_clip > 0:
+            self.scaler.unscale_(self.opt)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        lr = self.opt.param_groups[0]["lr"]
+        self.sched.step()
+        for p, feats, idx in pushes:
+            self.queues[p].push(feats, idx)
+        self.step += 1
+        self.step_in_epoch += 1
+        names = sorted(stats)
+        means = all_mean([float(loss.detach())] + [stats[k] for k in names], dev)
+        row = {"loss": means[0], **dict(zip(names, means[1:], strict=True)), "lr": lr,
+               "samples_per_s": total / (time.perf_counter() - t0)}
+        return row
+
+    # -- state ---------------------------------------------------------------------------------
+    def extra_state(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "queues": {p: q.state_dict() for p, q in self.queues.items()},
+            "cluster_table": None if self.table is None else self.table.cpu(),
+            "step": self.step, "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                    "python": random.getstate(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available()
+                    else None},
+            "pairs": self.pairs,
+        }
+
+    def save(self, url: str) -> None:
+        save_checkpoint(url, self.encoder, self.heads, self.cfg.to_dict(), **self.extra_state())
+
+    def load(self, url: str) -> None:
+        ck = load_checkpoint(url, map_location=self.ctx.device)
+        self.encoder.load_state_dict(ck["encoder"])
+        self.heads.load_state_dict(ck["heads"])
+        self.opt.load_state_dict(ck["optimizer"])
+        self.sched.load_state_dict(ck["scheduler"])
+        self.scaler.load_state_dict(ck["scaler"])
+        for p, st in ck["queues"].items():
+            self.queues[p].load_state_dict(st)
+        t = ck["cluster_table"]
+        self.table = None if t is None else t.to(self.ctx.device)
+        self.step, self.epoch = int(ck["step"]), int(ck["epoch"])
+        self.step_in_epoch = int(ck["step_in_epoch"])
+        rng = ck["rng"]
+        torch.set_rng_state(rng["torch"].cpu())
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        if rng.get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
+
+
+# -- data ------------------------------------------------------------------------------------------
+def reader_config(cfg: PretrainConfig, train: bool = True):
+    from tmor.shards.reader import ReaderConfig
+
+    return ReaderConfig(
+        frames=cfg.frames, layout=cfg.layout, max_persons=cfg.max_persons,
+        channels=cfg.channels, shuffle_buffer=cfg.shuffle_buffer if train else 0,
+        seed=cfg.seed, epoch_samples=cfg.epoch_samples if train else None,
+        num_workers=cfg.num_workers, batch_size=cfg.batch_size if train else cfg.embed_batch_size,
+        augment=False, drop_last=train)
+
+
+def corpus_size(shards: str) -> int | None:
+    """Number of samples in the shard index beside the first shard, if any."""
+    from tmor.shards.index import read_index
+    from tmor.shards.reader import expand_urls, index_location
+
+    where = index_location(expand_urls(shards)[0])
+    try:
+        return len(read_index(where)) if where else None
+    except (FileNotFoundError, OSError):
+        return None
+
+
+@torch.no_grad()
+def embed_pass(encoder: UNIK, loader, device: torch.device, amp_dtype=None
+               ) -> tuple[np.ndarray, list[str], list, np.ndarray]:
+    """Embeddings of every sample this rank reads: (index, keys, labels, (n, D) float32)."""
+    was = encoder.training
+    encoder.eval()
+    idx, keys, labels, embs = [], [], [], []
+    for b in loader:
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
+                            enabled=amp_dtype is not None):
+            z = encoder(b["pose"].to(device))
+        embs.append(z.float().cpu().numpy())
+        idx.append(b["index"].numpy())
+        keys += list(b["key"])
+        labels += list(b["label"])
+    encoder.train(was)
+    d = encoder.embed_dim
+    return (np.concatenate(idx) if idx else np.zeros(0, np.int64), keys, labels,
+            np.concatenate(embs) if embs else np.zeros((0, d), np.float32))
+
+
+def _gather_objects(obj: Any, ctx: DistContext) -> list[Any]:
+    if not ctx.enabled:
+        return [obj]
+    import torch.distributed as dist
+
+    out: list[Any] = [None] * ctx.world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def recluster(trainer: Trainer, cfg: PretrainConfig, ctx: DistContext) -> dict[str, float]:
+    """Embed the corpus, DBSCAN on rank 0, share the labels; write labels parquet + stats."""
+    import pandas as pd
+
+    from tmor.model.cluster import dbscan_cosine
+    from tmor.shards.reader import make_loader
+
+    t0 = time.perf_counter()
+    loader = make_loader(cfg.shards, reader_config(cfg, train=False))
+    parts = _gather_objects(embed_pass(trainer.encoder, loader, ctx.device, trainer.amp_dtype),
+                            ctx)
+    stats: dict[str, float] = {}
+    table = None
+    if ctx.is_main:
+        index = np.concatenate([p[0] for p in parts])
+        keys = sum((p[1] for p in parts), [])
+        emb = np.concatenate([p[3] for p in parts])
+        _, first = np.unique(index, return_index=True)  # a sample read twice counts once
+        index, emb, keys = index[first], emb[first], [keys[i] for i in first]
+        res = dbscan_cosine(emb, cfg.eps, cfg.min_samples, backend=cfg.cluster_backend)
+        table = np.full(int(index.max()) + 1 if len(index) else 0, -1, np.int64)
+        table[index] = res.labels
+        frame = pd.DataFrame({"key": keys, "index": index, "cluster": res.labels})
+        for name in (f"labels_epoch{trainer.epoch:03d}.parquet", "labels.parquet"):
+            buf = io.BytesIO()
+            frame.to_parquet(buf, index=False)
+            fsio.write_bytes(fsio.join(cfg.out_dir, name), buf.getvalue())
+        stats = {"epoch": trainer.epoch, "step": trainer.step, "samples": len(index),
+                 "clusters": res.n_clusters, "noise_fraction": res.noise_fraction,
+                 "core": res.n_core, "seconds": time.perf_counter() - t0}
+        log.info("epoch %d: %d samples, %d clusters, noise %.3f (%.1fs)", trainer.epoch,
+                 len(index), res.n_clusters, res.noise_fraction, stats["seconds"])
+    table = _broadcast(table, ctx)
+    trainer.table = torch.from_numpy(table).to(ctx.device)
+    return stats
+
+
+def _broadcast(obj: Any, ctx: DistContext) -> Any:
+    if not ctx.enabled:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+# -- logs ------------------------------------------------------------------------------------------
+class CsvLog:
+    """Append-only CSV; on resume only the rows ``keep`` accepts (those the checkpoint covers)
+    are kept, so a resumed run's log equals an uninterrupted one's."""
+
+    def __init__(self, url: str, fields: list[str], keep=None) -> None:
+        self.url, self.fields = url, fields
+        rows = read_csv(url) if fsio.exists(url) and keep is not None else []
+        self.rows = [r for r in rows if keep(r)] if keep is not None else []
+        self._rewrite()
+
+    def _rewrite(self) -> None:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, self.fields, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(self.rows)
+        fsio.write_bytes(self.url, buf.getvalue().encode())
+
+    def append(self, row: dict[str, Any]) -> None:
+        self.rows.append({k: row.get(k, "") for k in self.fields})
+        if fsio.is_local(fsio.filesystem(self.url)[0]):
+            with open(fsio.filesystem(self.url)[1], "a", newline="") as f:
+                csv.DictWriter(f, self.fields, extrasaction="ignore").writerow(row)
+        else:
+            self._rewrite()
+
+
+def read_csv(url: str) -> list[dict[str, str]]:
+    """Rows of a metrics CSV; a torn last line (a crash mid-write) is dropped."""
+    text = fsio.read_bytes(url).decode(errors="replace")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    if rows and (None in rows[-1].values() or not text.endswith("\n")):
+        rows = rows[:-1]
+    return rows
+
+
+def plot_curves(out_dir: str) -> None:
+    """losses.png (loss per pair vs step) and clusters.png (clusters, noise per epoch)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m_url, c_url = fsio.join(out_dir, "metrics.csv"), fsio.join(out_dir, "clusters.csv")
+    if fsio.exists(m_url):
+        rows = read_csv(m_url)
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for k in ("loss", "loss_mm", "loss_mv", "loss_mt"):
+            pts = [(int(r["step"]), float(r[k])) for r in rows if r.get(k) not in ("", None)]
+            if pts:
+                ax.plot([a for a, _ in pts], [b for _, b in pts], label=k)
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.legend()
+        _save_fig(fig, fsio.join(out_dir, "losses.png"))
+        plt.close(fig)
+    if fsio.exists(c_url):
+        rows = read_csv(c_url)
+        if rows:
+            fig, ax = plt.subplots(figsize=(6, 4))
+            ep = [int(r["epoch"]) for r in rows]
+            ax.plot(ep, [int(r["clusters"]) for r in rows], "o-", label="clusters")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("clusters")
+            ax2 = ax.twinx()
+            ax2.plot(ep, [float(r["noise_fraction"]) for r in rows], "s--", color="C1",
+                     label="noise fraction")
+            ax2.set_ylabel("noise fraction")
+            _save_fig(fig, fsio.join(out_dir, "clusters.png"))
+            plt.close(fig)
+
+
+def _save_fig(fig, url: str) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    fsio.write_bytes(url, buf.getvalue())
+
+
+# -- the run ---------------------------------------------------------------------------------------
+def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
+    """Pre-train (or resume) as configured; returns a summary (steps, last loss, paths)."""
+    from tmor.shards.reader import make_loader, sample_dims
+
+    if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    ctx = init_distributed(cfg.device)
+    if cfg.epoch_samples is None:
+        cfg.epoch_samples = corpus_size(cfg.shards)
+        if cfg.epoch_samples is None:
+            raise ValueError("epoch_samples is not set and the shards have no index.parquet")
+    rcfg = reader_config(cfg)
+    loader = make_loader(cfg.shards, rcfg)
+    probe = next(iter(loader.stream))["pose"]  # (C, T, V, M)
+    dv, dt = sample_dims(loader.stream.urls, rcfg)
+    steps_per_epoch = len(loader)
+    if steps_per_epoch == 0:
+        raise ValueError("an epoch has no full batch: lower batch_size or raise epoch_samples")
+    total = steps_per_epoch * cfg.epochs
+    if cfg.max_steps:
+        total = min(total, cfg.max_steps)
+    trainer = Trainer(cfg, ctx, probe.shape[0], probe.shape[2], probe.shape[3], dv, dt, total)
+    last = fsio.join(cfg.out_dir, "last.pt")
+    resumed = cfg.resume and fsio.exists(last)
+    if resumed:
+        trainer.load(last)
+        log.info("resumed from %s at step %d (epoch %d)", last, trainer.step, trainer.epoch)
+    metrics = clusters = None
+    if ctx.is_main:
+        fsio.makedirs(cfg.out_dir)
+        cfg.to_yaml(fsio.join(cfg.out_dir, "config.yaml"))
+        step, epoch = trainer.step, trainer.epoch
+        metrics = CsvLog(fsio.join(cfg.out_dir, "metrics.csv"), METRIC_FIELDS,
+                         (lambda r: int(r["step"]) <= step) if resumed else None)
+        clusters = CsvLog(fsio.join(cfg.out_dir, "clusters.csv"), CLUSTER_FIELDS,
+                          (lambda r: int(r["epoch"]) < epoch) if resumed else None)
+    if not trainer.pairs:  # the "none" ablation: the initial encoder is the result
+        if ctx.is_main:
+            trainer.save(last)
+        return {"steps": 0, "checkpoint": last}
+
+    def save(url: str) -> None:
+        if ctx.is_main:
+            trainer.save(url)
+
+    done = bool(cfg.max_steps and trainer.step >= cfg.max_steps)
+    row: dict[str, Any] = {}
+    while trainer.epoch < cfg.epochs and not done:
+        loader.set_epoch(trainer.epoch)
+        it = iter(loader)
+        for _ in range(trainer.step_in_epoch):  # the reader position of a resumed run
+            if next(it, None) is None:
+                break
+        for batch in it:
+            row = trainer.train_step(batch)
+            row.update(step=trainer.step, epoch=trainer.epoch)
+            if metrics is not None:
+                metrics.append(row)
+                if trainer.step % max(cfg.log_every, 1) == 0:
+                    log.info("step %d epoch %d loss %.4f lr %.4g %.1f samples/s", trainer.step,
+                             trainer.epoch, row["loss"], row["lr"], row["samples_per_s"])
+            if cfg.max_steps and trainer.step >= cfg.max_steps:
+                done = True
+            if cfg.ckpt_every and trainer.step % cfg.ckpt_every == 0:
+                save(last)
+            if done:
+                break
+        else:  # the epoch is complete
+            if cfg.cluster:
+                st = recluster(trainer, cfg, ctx)
+                if clusters is not None:
+                    clusters.append(st)
+            trainer.epoch += 1
+            trainer.step_in_epoch = 0
+            save(last)
+            save(fsio.join(cfg.out_dir, f"epoch_{trainer.epoch - 1:03d}.pt"))
+            if ctx.is_main:
+                plot_curves(cfg.out_dir)
+    save(last)
+    if ctx.is_main:
+        plot_curves(cfg.out_dir)
+    return {"steps": trainer.step, "epoch": trainer.epoch, "loss": row.get("loss"),
+            "checkpoint": last, "resumed": resumed}
+
+
+def embed_to_parquet(ckpt: str, shards: str, out: str, batch_size: int = 256,
+                     num_workers: int = 2, device: str = "auto") -> int:
+    """Motion embeddings of every sample of ``shards`` with the checkpoint's encoder -> parquet
+    (key, index, label, embedding list<float32>); returns the number of rows."""
+    import pandas as pd
+
+    from tmor.model.checkpoint import load_encoder
+    from tmor.shards.reader import make_loader
+
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    ck_cfg = load_checkpoint(ckpt).get("train_config") or {}
+    base = PretrainConfig()
+    cfg = PretrainConfig(**{k: ck_cfg.get(k, getattr(base, k)) for k in
+                            ("frames", "layout", "channels", "max_persons")})
+    cfg.shards, cfg.embed_batch_size, cfg.num_workers = shards, batch_size, num_workers
+    encoder = load_encoder(ckpt).to(dev)
+    idx, keys, labels, emb = embed_pass(encoder, make_loader(shards, reader_config(cfg, False)),
+                                        dev)
+    frame = pd.DataFrame({"key": keys, "index": idx, "label": labels,
+                          "embedding": list(emb.astype(np.float32))})
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    fsio.write_bytes(out, buf.getvalue())
+    return len(frame)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m tmor.train.pretrain CONFIG.yaml [key=value ...]`` (what torchrun launches)."""
+    import sys
+
+    import yaml
+
+    args = sys.argv[1:] if argv is None else argv
+    overrides = dict(a.split("=", 1) for a in args[1:])
+    cfg = PretrainConfig.from_yaml(args[0], **{k: yaml.safe_load(v)
+                                               for k, v in overrides.items()})
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    print(run_pretrain(cfg))
+
+
+if __name__ == "__main__":
+    main()
