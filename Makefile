@@ -12,8 +12,12 @@ ROOT ?= quickstart/corpus
 CONFIG ?= examples/quickstart.yaml
 # Offline machines: point these at local files (the shared test data has YOLO11n-pose weights).
 POSE_MODEL ?= $(if $(wildcard $(SHARED)/models/yolo11n-pose.pt),$(SHARED)/models/yolo11n-pose.pt,yolo11n-pose.pt)
+# Without EMBED_MODEL the quickstart builds a tiny random-weight CLIP so that every stage runs
+# offline; its embeddings carry no meaning. Real ones: EMBED_MODEL=open_clip:ViT-B-32:openai
+# (downloads) or open_clip:ViT-B-32:/path/to/open_clip_pytorch_model.bin or viclip:/path/ViClip.pth
 EMBED_MODEL ?=
-EMBED_ARG := $(if $(EMBED_MODEL),--embed-model $(EMBED_MODEL),)
+TINY_CLIP := quickstart/models/tmor-tiny-clip
+EMBED_SPEC := $(if $(EMBED_MODEL),$(EMBED_MODEL),open_clip:$(TINY_CLIP).json:$(TINY_CLIP).pt)
 
 .PHONY: quickstart test lint bench ffmpeg venv clean
 
@@ -36,10 +40,15 @@ ffmpeg:
 	    echo "ffmpeg is needed on PATH (yt-dlp range downloads and clip cutting): install it" >&2; exit 1; \
 	  fi; }
 
-quickstart: venv ffmpeg
+$(TINY_CLIP).pt: | venv
+	@echo "WARNING: no EMBED_MODEL given: using a random-weight tiny CLIP ($(TINY_CLIP).pt) so that"
+	@echo "         the quickstart runs offline; its video/text embeddings are meaningless."
+	$(BIN)/python -c "from tmor.pipeline.vl.tiny import write_open_clip as w; w('$(dir $(TINY_CLIP))')"
+
+quickstart: venv ffmpeg $(if $(EMBED_MODEL),,$(TINY_CLIP).pt)
 	$(BIN)/tmor-data run $(INPUT) --root $(ROOT) --config $(CONFIG) \
 	  --allow-local $(abspath $(if $(wildcard $(INPUT)/.),$(INPUT),$(dir $(INPUT)))) \
-	  --pose-model $(POSE_MODEL) $(EMBED_ARG)
+	  --pose-model $(POSE_MODEL) --embed-model $(EMBED_SPEC)
 	$(BIN)/tmor-data status --root $(ROOT)
 
 test: venv ffmpeg
