@@ -146,3 +146,14 @@ def test_slurm_executor_through_submitit_local(tmp_path, corpus, monkeypatch):
 def test_worker_index_partitions_and_steals(corpus):
     s = run_stage(DigestStage(), corpus, _quiet(worker_index=1, num_workers=2))
     assert s["shards_committed"] == 4  # takes its own shards first, then steals the rest
+
+
+def test_fsspec_root_on_memory_filesystem(videos_dir):
+    """Corpus paths are fsspec URLs: the whole cycle runs on a non-local filesystem."""
+    df, _ = read_inputs(str(videos_dir))
+    root = "memory://tmor-test-corpus"
+    write_plan(root, df.head(5), shard_size=2)
+    summary = run_stage(DigestStage(), root, _quiet())
+    assert summary["ok"] == 5 and summary["shards_committed"] == 3
+    assert len(committed_view(root, "digest")) == 5
+    assert run_stage(DigestStage(), root, _quiet())["this_run"]["processed"] == 0
