@@ -4,8 +4,10 @@ Both sides fetch the same clip list (2-3 s ranges out of the longest shared clip
 range-capable test server on 127.0.0.1, resolve each source once through yt-dlp, and cut each clip
 with the same exact re-encode (h264 yuv420p, same fps / size options):
 
-- tmor:     ``FetchStage``: one ffmpeg per clip reads only the range over HTTP (Range requests).
-- baseline: yt-dlp downloads each whole video to disk, then ffmpeg cuts every clip from the file.
+- tmor:       ``FetchStage``: one ffmpeg per clip reads only the range over HTTP (Range requests).
+- tmor-ytdlp: ``FetchStage(method="yt-dlp")``: yt-dlp's ``--download-sections`` +
+              ``--force-keyframes-at-cuts`` per clip, then the normalizing encode (``--ytdlp``).
+- baseline:   yt-dlp downloads each whole video to disk, then ffmpeg cuts every clip from it.
 
 Two clip lists: the shared clips as they are (5-10 s: little for range requests to save), and
 3-minute sources looped from them at bench time (the YouTube case: a short clip out of a long
@@ -19,6 +21,7 @@ video). Bytes are counted by the server (bytes it wrote to sockets). The link is
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import statistics
@@ -85,6 +88,15 @@ def clip_list(server: RangeServer, sources: dict[str, list[tuple[float, float]]]
 
 def run_tmor(samples: list[Sample], cfg: FetchConfig) -> tuple[int, int]:
     """(clips ok, output bytes) through the fetch stage."""
+    return _run_stage(samples, cfg)
+
+
+def run_tmor_ytdlp(samples: list[Sample], cfg: FetchConfig) -> tuple[int, int]:
+    """The same stage with yt-dlp's own section download as the cutter."""
+    return _run_stage(samples, dataclasses.replace(cfg, method="yt-dlp"))
+
+
+def _run_stage(samples: list[Sample], cfg: FetchConfig) -> tuple[int, int]:
     stage = FetchStage(cfg)
     stage.setup()
     try:
@@ -136,17 +148,21 @@ def run_baseline(samples: list[Sample], cfg: FetchConfig) -> tuple[int, int]:
 
 
 def bench(folder: Path, sources: dict[str, list[tuple[float, float]]], title: str,
-          rate_mbps: float, latency_ms: float, runs: int) -> None:
+          rate_mbps: float, latency_ms: float, runs: int, ytdlp: bool) -> None:
     rate = rate_mbps * 1e6 / 8 if rate_mbps > 0 else None
     link = f"{rate_mbps:g} Mbit/s per connection, {latency_ms:g} ms/request" if rate \
         else "loopback, unthrottled"
     cfg = FetchConfig(direct_urls=False, retries=0, timeout_s=120)
-    stats: dict[str, dict[str, list[float]]] = {"tmor": {}, "baseline": {}}
+    methods = [("tmor", run_tmor), ("baseline", run_baseline)]
+    if ytdlp:
+        methods.insert(1, ("tmor-ytdlp", run_tmor_ytdlp))
+    stats: dict[str, dict[str, list[float]]] = {name: {} for name, _ in methods}
     with RangeServer(folder, rate_bps=rate, latency_s=latency_ms / 1000) as srv:
         samples = clip_list(srv, sources)
         whole = sum((folder / name).stat().st_size for name in sources)
+        run_tmor(samples[:1], cfg)  # warm-up: yt-dlp's first extraction loads its extractors
         for run in range(runs):
-            for name, fn in (("tmor", run_tmor), ("baseline", run_baseline)):
+            for name, fn in methods:
                 srv.reset()
                 t0 = time.perf_counter()
                 n, _ = fn(samples, cfg)
@@ -156,18 +172,21 @@ def bench(folder: Path, sources: dict[str, list[tuple[float, float]]], title: st
                 st.setdefault("seconds", []).append(dt)
                 st.setdefault("clips_s", []).append(n / dt)
                 st.setdefault("bytes", []).append(sent)
-                print(f"  run {run + 1} {name:8s} {n} clips {dt:6.2f} s {n / dt:6.2f} clips/s "
+                print(f"  run {run + 1} {name:10s} {n} clips {dt:6.2f} s {n / dt:6.2f} clips/s "
                       f"{sent / 1e6:7.2f} MB sent", flush=True)
     med = {k: {m: statistics.median(v) for m, v in st.items()} for k, st in stats.items()}
     print(f"\n[{title}; {link}] {len(samples)} clips from {len(sources)} videos "
           f"({whole / 1e6:.2f} MB whole files), median of {runs} runs")
     print(f"  {'method':10s} {'clips/s':>8s} {'seconds':>8s} {'MB sent':>8s}")
-    for name in ("tmor", "baseline"):
+    for name, _ in methods:
         m = med[name]
         print(f"  {name:10s} {m['clips_s']:8.2f} {m['seconds']:8.2f} {m['bytes'] / 1e6:8.2f}")
-    t, b = med["tmor"], med["baseline"]
-    print(f"  ratio tmor/baseline: clips/s x{t['clips_s'] / b['clips_s']:.2f}, "
-          f"bytes x{t['bytes'] / b['bytes']:.2f}\n", flush=True)
+    b = med["baseline"]
+    for name, _ in methods[:-1]:
+        t = med[name]
+        print(f"  ratio {name}/baseline: clips/s x{t['clips_s'] / b['clips_s']:.2f}, "
+              f"bytes x{t['bytes'] / b['bytes']:.2f}", flush=True)
+    print()
 
 
 def main() -> None:
@@ -177,13 +196,15 @@ def main() -> None:
                     help="emulated link, Mbit/s per connection (0: loopback, unthrottled)")
     ap.add_argument("--latency-ms", type=float, default=20.0)
     ap.add_argument("--lists", default="short,long", help="clip lists to run: short,long")
+    ap.add_argument("--ytdlp", action="store_true", help="also time method='yt-dlp'")
     args = ap.parse_args()
     if not VIDEOS.is_dir():
         raise SystemExit(f"shared clips not found at {VIDEOS}")
     lists = args.lists.split(",")
     latency = args.latency_ms if args.rate_mbps > 0 else 0.0
     if "short" in lists:
-        bench(VIDEOS, SHORT, "shared clips, 5-10 s", args.rate_mbps, latency, args.runs)
+        bench(VIDEOS, SHORT, "shared clips, 5-10 s", args.rate_mbps, latency, args.runs,
+              args.ytdlp)
     if "long" in lists:
         with tempfile.TemporaryDirectory(prefix="tmor-bench-long-") as tmp:
             t0 = time.perf_counter()
@@ -191,7 +212,7 @@ def main() -> None:
             print(f"made {len(LONG)} looped {LONG_SECONDS:g} s sources in "
                   f"{time.perf_counter() - t0:.1f} s", flush=True)
             bench(Path(tmp), LONG, f"looped {LONG_SECONDS:g} s sources", args.rate_mbps,
-                  latency, args.runs)
+                  latency, args.runs, args.ytdlp)
 
 
 if __name__ == "__main__":

@@ -301,3 +301,21 @@ def test_run_bounded_kills_the_process_group(tmp_path: Path) -> None:
     else:
         os.kill(child, 9)
         pytest.fail("grandchild survived the timeout")
+
+
+def test_ytdlp_download_sections_method() -> None:
+    videos = _need_videos()
+    with RangeServer(videos) as srv:
+        url = srv.url("kinetics_arm_wrestling.mp4")
+        samples = [_sample("a", url, "url", 2.0, 3.5), _sample("b", url, "url", 6.0, 7.0)]
+        results = _run(FetchStage(_config(direct_urls=False, method="yt-dlp")), samples)
+        resolutions = sum(1 for e in srv.log if e.range is None)
+    assert resolutions == 1  # the second clip reused the resolution (--load-info-json)
+    for s in samples:
+        res = results[s.key]
+        assert res.ok, str(res.error)
+        info = _probe_bytes(res.members["mp4"])
+        want = s.row["end"] - s.row["start"]
+        assert abs(info.duration - want) <= 1.0 / info.fps + 1e-3, (info.duration, want)
+        assert info.codec == "h264" and not info.has_audio
+        assert json.loads(res.members["json"])["method"] == "yt-dlp"

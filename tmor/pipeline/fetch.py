@@ -6,11 +6,13 @@ requests (``-ss`` before ``-i``), cuts frame-accurately and normalizes in the sa
 yuv420p mp4, +faststart, fps / short side, no audio by default). Local files (and file:// URLs)
 are read only under the ``allow_local`` roots.
 
-Why tmor drives ffmpeg itself instead of yt-dlp's ``download_ranges`` +
-``force_keyframes_at_cuts``: that path runs yt-dlp's own ffmpeg (not in a process group we can
-kill on a timeout), re-encodes once to force keyframes and would need a second encode to
-normalize, and re-resolves the source for every clip; a single ffmpeg per clip gives exact cuts in
-one encode, a killable process group with a timeout, and the byte count of what it read.
+Why tmor drives ffmpeg itself by default instead of yt-dlp's ``download_ranges`` +
+``force_keyframes_at_cuts``: run in-process, that path starts yt-dlp's own ffmpeg outside any
+process group we could kill on a timeout, and it re-encodes once to force keyframes, so a second
+encode is needed to normalize; a single ffmpeg per clip gives exact cuts in one encode, a killable
+process group with a timeout, and the byte count of what it read. The yt-dlp path is available
+for comparison as ``method="yt-dlp"`` (tmor/pipeline/fetch_ytdlp.py: yt-dlp in a child process
+group, reusing the one resolution per source through ``--load-info-json``).
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class FetchConfig:
     preset: str = "veryfast"
     threads: int = 0  # ffmpeg encoder threads (0: ffmpeg decides)
     direct_urls: bool = True  # http(s) URLs ending in a video extension skip yt-dlp
+    method: str = "ffmpeg"  # "ffmpeg": one exact range encode; "yt-dlp": download_sections + 2nd
     ytdlp_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"cookiefile": "..."}
     ffmpeg: str = "ffmpeg"
     ffprobe: str = "ffprobe"
@@ -94,6 +97,7 @@ class FetchStage(Stage):
         self._tmp: str | None = None
         self._versions: dict[str, str] = {}
         self._rate_strikes = 0
+        self._info_json_for: Resolved | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -202,6 +206,21 @@ class FetchStage(Stage):
         self._rate_strikes += 1
         time.sleep(delay)
 
+    def _ytdlp_section(self, key: str, src: Resolved, start: float, end: float | None) -> str:
+        """The alternative cutter: yt-dlp downloads the section itself (see fetch_ytdlp)."""
+        from tmor.pipeline.fetch_ytdlp import download_section, write_info_json
+
+        assert self._tmp is not None and src.info is not None
+        info_json = os.path.join(self._tmp, "source.info.json")
+        if self._info_json_for is not src:
+            write_info_json(src.info, info_json)
+            self._info_json_for = src
+        return download_section(info_json, src.format_id, start, end,
+                                os.path.join(self._tmp, f"{key}.section"),
+                                timeout_s=self.config.timeout_s,
+                                socket_timeout_s=self.config.io_timeout_s,
+                                ffmpeg=self.config.ffmpeg)
+
     def _cut(self, sample: Sample, src: Resolved, start: float,
              end: float | None) -> tuple[dict[str, bytes], dict[str, Any], list[str]]:
         cfg = self.config
@@ -211,15 +230,20 @@ class FetchStage(Stage):
                               f"range outside the video: start {start} >= duration {src.duration}")
         assert self._tmp is not None
         out_path = os.path.join(self._tmp, f"{sample.key}.mp4")
+        section: str | None = None
         spec = CutSpec(url=src.url, start=start, duration=None if end is None else end - start,
                        out_path=out_path, headers=src.headers, web=src.web, fps=cfg.fps,
                        fps_cap=cfg.fps_cap, short_side=cfg.short_side,
                        max_short_side=cfg.max_height, keep_audio=cfg.keep_audio, crf=cfg.crf,
                        preset=cfg.preset, threads=cfg.threads, io_timeout_s=cfg.io_timeout_s)
         try:
+            if cfg.method == "yt-dlp" and src.info is not None:
+                section = self._ytdlp_section(sample.key, src, start, end)
+                spec.url, spec.web, spec.headers = "file:" + section, False, None
+                spec.start, spec.duration = 0.0, None
             proc = run_bounded(cut_argv(spec, cfg.ffmpeg), cfg.timeout_s)
             log = proc.stderr.decode(errors="replace")
-            src_duration = input_duration(log) or src.duration
+            src_duration = src.duration if section else (input_duration(log) or src.duration)
             if proc.returncode != 0:
                 msg = error_excerpt(log)
                 raise SampleError(classify_text(msg, default=ErrorClass.BAD_INPUT),
@@ -242,10 +266,12 @@ class FetchStage(Stage):
                     f" ({error_excerpt(log, 300)})")
             with open(out_path, "rb") as f:
                 mp4 = f.read()
+            # what yt-dlp fetched is not counted by it; its section file's size stands in
+            nbytes = os.path.getsize(section) if section else bytes_read(log)
         finally:
-            if os.path.exists(out_path):
-                os.remove(out_path)
-        nbytes = bytes_read(log)
+            for path in (out_path, section):
+                if path and os.path.exists(path):
+                    os.remove(path)
         meta = {
             "key": sample.key, "source": sample.row.get("source"),
             "source_kind": sample.row.get("source_kind"), "start": start, "end": end,
@@ -254,6 +280,7 @@ class FetchStage(Stage):
             "format_id": src.format_id, "extractor": src.extractor,
             "source_duration": src_duration, "bytes_downloaded": nbytes,
             "yt_dlp": self._versions.get("yt_dlp"), "ffmpeg": self._versions.get("ffmpeg"),
+            "method": "yt-dlp" if section else "ffmpeg",
             **{k: v for k, v in src.meta.items() if k not in ("url",)},
         }
         record = {"bytes_downloaded": nbytes, "duration": info.duration, "fps": info.fps,

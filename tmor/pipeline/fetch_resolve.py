@@ -30,6 +30,7 @@ class Resolved:
     duration: float | None = None
     extractor: str = ""
     meta: dict[str, Any] = field(default_factory=dict)  # title, description, webpage_url, ...
+    info: dict[str, Any] | None = None  # yt-dlp's sanitized info dict (web sources via yt-dlp)
 
 
 def ytdlp_version() -> str:
@@ -152,7 +153,7 @@ def resolve_web(url: str, *, max_height: int | None, timeout_s: float, socket_ti
                     headers=dict(info.get("http_headers") or {}),
                     duration=float(info["duration"]) if info.get("duration") else None,
                     extractor=str(info.get("extractor_key") or info.get("extractor") or ""),
-                    meta=meta)
+                    meta=meta, info=info)
 
 
 class _QuietLogger:
