@@ -224,6 +224,8 @@ def test_direct_urls_and_http_errors(tmp_path: Path) -> None:
             _sample("forbidden", srv.url("status/403/clip.mp4"), "url", 1.0, 2.0),
             _sample("flaky", srv.url("status/503/clip.mp4"), "url", 1.0, 2.0),
             _sample("slow", srv.url("status/429/page"), "url", 1.0, 2.0),
+            _sample("busy1", srv.url("status/429/busy.mp4"), "url", 1.0, 2.0),
+            _sample("busy2", srv.url("status/429/busy.mp4"), "url", 3.0, 4.0),
         ]
         stage = FetchStage(_config(retries=1))
         results = _run(stage, samples)
@@ -237,7 +239,11 @@ def test_direct_urls_and_http_errors(tmp_path: Path) -> None:
     # the transient failure was retried once in-process: two ffmpeg attempts reached the server
     assert sum(1 for e in log if e.path == "/status/503/clip.mp4") >= 2
     assert results["slow"].error.error_class is ErrorClass.RATE_LIMITED
-    assert stage._rate_strikes == 1  # the worker backed off once
+    # ffmpeg met the 429: the source's other clip is left for a retry without another request
+    assert results["busy1"].error.error_class is ErrorClass.RATE_LIMITED
+    assert results["busy2"].error.error_class is ErrorClass.RATE_LIMITED
+    assert sum(1 for e in log if e.path == "/status/429/busy.mp4") == 1
+    assert stage._rate_strikes == 2  # the worker backed off after each rate-limited source
 
 
 def test_local_inputs_allowed_and_refused(tmp_path: Path) -> None:

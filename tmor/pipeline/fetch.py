@@ -148,21 +148,28 @@ class FetchStage(Stage):
             for sample, _, _ in pending:
                 yield Result(key=sample.key, error=err, record={"seconds": seconds})
             return
-        self._rate_strikes = 0
         resolve_s = time.perf_counter() - t0
+        limited: SampleError | None = None
         for sample, start, end in pending:
+            if limited is not None:  # the source is rate limited: leave its clips for a retry
+                yield Result(key=sample.key, error=limited, record={"seconds": 0.0})
+                continue
             t1 = time.perf_counter()
             try:
                 members, record, flags = self._with_retries(
                     lambda s=sample, a=start, b=end: self._cut(s, resolved, a, b))
             except SampleError as err:
                 if err.error_class is ErrorClass.RATE_LIMITED:
-                    self._rate_limit_sleep()
+                    limited = err
                 yield Result(key=sample.key, error=err,
                              record={"seconds": time.perf_counter() - t1})
                 continue
             record.update(seconds=time.perf_counter() - t1, resolve_seconds=resolve_s)
             yield Result(key=sample.key, members=members, record=record, flags=flags)
+        if limited is not None:
+            self._rate_limit_sleep()  # back off before the next source
+        else:
+            self._rate_strikes = 0
 
     @staticmethod
     def _range(sample: Sample) -> tuple[float, float | None]:
