@@ -264,6 +264,10 @@ def test_local_inputs_allowed_and_refused(tmp_path: Path) -> None:
         info = _probe_bytes(results[key].members["mp4"])
         assert abs(info.duration - want) <= 1.0 / info.fps + 1e-3
         assert results[key].record["format_id"] == "local"
+        assert not info.has_audio  # the source has an audio track: dropped by default
+    with_audio = _run(FetchStage(_config(allow_local=[str(videos)], keep_audio=True)),
+                      samples[:1])
+    assert _probe_bytes(with_audio["local"].members["mp4"]).has_audio
     assert results["absent"].error.error_class is ErrorClass.PERMANENT
     assert results["escape"].ok  # a symlink whose real path lies under an allowed root
 
