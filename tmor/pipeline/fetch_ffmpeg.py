@@ -130,7 +130,7 @@ def cut_argv(spec: CutSpec, binary: str = "ffmpeg") -> list[str]:
 
 
 _DURATION = re.compile(r"^\s*Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", re.M)
-_READ = re.compile(r"Statistics: (\d+) bytes read")
+_STATS = re.compile(r"Statistics: (\d+) bytes (read|written)")
 
 
 def input_duration(stderr: str) -> float | None:
@@ -143,8 +143,14 @@ def input_duration(stderr: str) -> float | None:
 
 
 def bytes_read(stderr: str) -> int:
-    """Bytes ffmpeg read from its input(s), summed over its AVIO contexts (``-v verbose``)."""
-    return sum(int(n) for n in _READ.findall(stderr))
+    """Bytes ffmpeg read from its input, summed over its AVIO contexts (``-v verbose`` prints
+    one ``Statistics`` line per context). The mp4 muxer's +faststart pass re-reads the output
+    just before the output closes; that read is the one right before "bytes written": left out."""
+    stats = [(int(n), kind) for n, kind in _STATS.findall(stderr)]
+    written = next((i for i, (_, kind) in enumerate(stats) if kind == "written"), None)
+    if written is not None and written > 0 and stats[written - 1][1] == "read":
+        del stats[written - 1]
+    return sum(n for n, kind in stats if kind == "read")
 
 
 def error_excerpt(stderr: str, limit: int = 1500) -> str:
