@@ -43,6 +43,9 @@ class PoseConfig:
     lift: str = "none"  # none | 3d (3d: keypoint_3d in metres, from the mediapipe backend)
     layout: str = "coco17"  # joint layout written to pose.npz (see layouts.py)
     conf: float = 0.25  # detection score threshold
+    # a detection is kept when box score x mean keypoint score reaches this (drops objects
+    # detected as people with no confident joints, keeps close-ups and lying people)
+    min_person_score: float = 0.05
     max_age: int = 5  # frames a track survives without a detection
     backend_options: dict[str, Any] = field(default_factory=dict)
 
@@ -199,6 +202,15 @@ class PoseStage(Stage):
                 det.keypoint_3d, _ = L.convert(det.keypoint_3d, None, src, CANONICAL)
         if self.config.lift != "3d":
             det.keypoint_3d = None
+        if len(det):
+            quality = det.box_scores * det.keypoint_scores.mean(axis=-1)
+            keep = quality >= self.config.min_person_score
+            if not keep.all():
+                det = Detections(
+                    det.boxes[keep], det.box_scores[keep], det.keypoints[keep],
+                    det.keypoint_scores[keep],
+                    None if det.keypoint_3d is None else det.keypoint_3d[keep],
+                )
         clip.tracker.update(det)
         clip.dets.append(det)
         clip.frame_index.append(idx)
