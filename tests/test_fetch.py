@@ -329,3 +329,21 @@ def test_ytdlp_download_sections_method() -> None:
         assert abs(info.duration - want) <= 1.0 / info.fps + 1e-3, (info.duration, want)
         assert info.codec == "h264" and not info.has_audio
         assert json.loads(res.members["json"])["method"] == "yt-dlp"
+
+
+def test_source_helpers_and_stage_pickles() -> None:
+    import pickle
+
+    from tmor.pipeline.fetch_resolve import format_selector, is_direct_video_url, web_url
+
+    assert web_url("dQw4w9WgXcQ", "youtube") == "https://www.youtube.com/watch?v=dQw4w9WgXcQ"
+    assert web_url("https://youtu.be/dQw4w9WgXcQ", "youtube") == "https://youtu.be/dQw4w9WgXcQ"
+    assert is_direct_video_url("https://host/a/b.MP4?sig=1")
+    assert not is_direct_video_url("https://host/watch?v=x.mp4")
+    assert not is_direct_video_url("ftp://host/a.mp4")
+    assert format_selector(360).startswith("bv[height<=?360]")
+    stage = FetchStage(_config(allow_local=["/data"]))
+    clone = pickle.loads(pickle.dumps(stage))
+    assert clone.config == stage.config and clone.name == "fetch" and clone.needs == {}
+    card = json.loads(json.dumps(stage.card()))
+    assert card["config"]["allow_local"] == ["/data"] and card["yt_dlp"] and card["ffmpeg"]
