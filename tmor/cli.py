@@ -221,6 +221,40 @@ def status_cmd(root: str = ROOT) -> None:
 
 # ---- section: caption and embed -----------------------------------------------------------------
 
+
+@data_app.command("encoder-info")
+def encoder_info_cmd(
+    model: str = typer.Argument(..., help="open_clip:ARCH:PRETRAINED | viclip:PATH"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda[:N]"),
+) -> None:
+    """Load a video-language encoder and print its id, checkpoint sha256 and sizes."""
+    import json
+
+    from tmor.pipeline.vl import load_encoder
+
+    enc = load_encoder(model, device)
+    typer.echo(json.dumps({"model_id": enc.model_id, "sha256": enc.sha256, "dim": enc.dim,
+                           "num_frames": enc.num_frames, "image_size": enc.image_size}))
+
+
+@data_app.command("name-clips")
+def name_clips_cmd(
+    videos: list[str] = typer.Argument(..., help="local video files"),
+    model: str = typer.Option("open_clip:ViT-B-32:openai", help="video-language model"),
+    vocabulary: str = typer.Option(None, help="action names, one a line [packaged list]"),
+    top_k: int = typer.Option(5, help="names printed per clip"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda[:N]"),
+) -> None:
+    """Zero-shot action names of video files against the vocabulary (one JSON line each)."""
+    import json
+
+    from tmor.pipeline.caption import CaptionConfig, name_videos
+
+    cfg = CaptionConfig(model=model, vocabulary=vocabulary, top_k=top_k, device=device)
+    for row in name_videos(videos, cfg):
+        typer.echo(json.dumps(row))
+
+
 # ---- section: pack, run, validate, stats, import, export ----------------------------------------
 
 

@@ -186,3 +186,25 @@ class CaptionStage(Stage):
                 "caption": caption, "caption_source": "zero_shot",
                 "caption_topk": json.dumps([[n, round(v, 6)] for n, v in top]),
             })
+
+
+def name_videos(paths: Sequence[str], config: CaptionConfig | None = None,
+                encoder: Any = None) -> list[dict[str, Any]]:
+    """Zero-shot naming of local video files (no corpus): one dict per path with ``caption``
+    and ``caption_topk`` ([name, score] pairs), or ``error`` for an unreadable clip."""
+    stage = CaptionStage(config or CaptionConfig(), encoder=encoder)
+    samples = []
+    for i, p in enumerate(paths):
+        with open(p, "rb") as f:
+            samples.append(Sample(f"{i:016x}", {"key": f"{i:016x}"},
+                                  members={"fetch": {"mp4": f.read()}}))
+    by_key = {r.key: r for r in stage._zero_shot(samples)}
+    out = []
+    for s, p in zip(samples, paths, strict=True):
+        r = by_key[s.key]
+        if r.ok:
+            out.append({"path": str(p), "caption": r.record["caption"],
+                        "caption_topk": json.loads(r.record["caption_topk"])})
+        else:
+            out.append({"path": str(p), "error": str(r.error)})
+    return out
