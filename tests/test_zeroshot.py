@@ -72,15 +72,23 @@ def _direct_motion(ckpt: Path, x: np.ndarray, text: np.ndarray) -> np.ndarray:
 
 
 def test_zero_shot_equals_direct_computation(setup):
+    from typer.testing import CliRunner
+
+    from tmor.cli import train_app
     from tmor.shards.transforms import to_ctvm
     from tmor.train.data import load_split
-    from tmor.train.zeroshot import ZeroShotConfig, run_zero_shot
 
     tmp, spec, ckpt = setup
-    cfg = ZeroShotConfig(ckpt=str(ckpt), classes=str(tmp / "names.txt"), data=str(tmp / "w.pkl"),
-                         split="test", out=str(tmp / "out"), templates=TEMPLATES,
-                         max_persons=1, device="cpu")
-    r = run_zero_shot(cfg, log=lambda *_: None)
+    # the text encoder spec comes from the checkpoint's train_config, frames too
+    res = CliRunner().invoke(train_app, [
+        "zero-shot", "--ckpt", str(ckpt), "--classes", str(tmp / "names.txt"),
+        "--data", str(tmp / "w.pkl"), "--split", "test", "--out", str(tmp / "out"),
+        "--template", TEMPLATES[0], "--template", TEMPLATES[1], "--max-persons", "1",
+        "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    printed = json.loads(res.output.strip().splitlines()[-1])
+    r = json.loads((tmp / "out" / "results.json").read_text())
+    assert printed["top1"] == r["top1"] and r["config"]["templates"] == TEMPLATES
     data = load_split(str(tmp / "w.pkl"), "test")
     x = np.stack([to_ctvm(s.keypoint, s.keypoint_score, s.layout, frames=16, max_persons=1,
                           channels=2) for s in data.samples])
@@ -90,8 +98,7 @@ def test_zero_shot_equals_direct_computation(setup):
     y = np.array([CLASSES.index(s.label_name) for s in data.samples])
     assert r["num_samples"] == len(y) > 0
     assert r["top1"] == pytest.approx(float(np.mean(direct.argmax(1) == y)))
-    on_disk = json.loads((tmp / "out" / "results.json").read_text())
-    assert on_disk["top1"] == r["top1"] and on_disk["classes"] == CLASSES
+    assert r["classes"] == CLASSES and r["chance"] == 0.25
 
 
 def test_zero_shot_with_video_averages_video_text_cosine(setup, tmp_path):

@@ -184,7 +184,6 @@ def run_classification(cfg: ClassifyConfig, train: LoadedData | None = None,
         x_train, y_train = stack_inputs(ClassificationDataset(train.samples, spec))
         f_train = torch.from_numpy(_features(encoder, x_train, device, cfg.batch_size))
         f_test = torch.from_numpy(_features(encoder, x_test, device, cfg.batch_size))
-        model = torch.nn.Sequential(encoder, head)
         params = list(head.parameters())
     else:
         train_ds = ClassificationDataset(train.samples, spec, augment=cfg.augment, seed=cfg.seed)
@@ -216,14 +215,15 @@ def run_classification(cfg: ClassifyConfig, train: LoadedData | None = None,
                 scores = torch.softmax(head(f_test.to(device)), -1).cpu().numpy()
         else:
             model.train()
-            for i in range(0, n_train, cfg.batch_size):
-                idx = perm[i:i + cfg.batch_size]
-                if len(idx) < 2:  # BatchNorm needs two samples
+            train_ds.set_epoch(epoch)
+            loader = torch.utils.data.DataLoader(
+                train_ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+                sampler=[int(j) for j in perm], pin_memory=device.type == "cuda")
+            for xb, yb in loader:
+                if len(yb) < 2:  # BatchNorm needs two samples
                     continue
-                xb, yb = zip(*(train_ds[int(j)] for j in idx), strict=True)
-                logits = model(torch.from_numpy(np.stack(xb)).to(device))
-                loss = torch.nn.functional.cross_entropy(
-                    logits, torch.as_tensor(yb, dtype=torch.long, device=device))
+                logits = model(xb.to(device, non_blocking=True))
+                loss = torch.nn.functional.cross_entropy(logits, yb.to(device).long())
                 opt.zero_grad()
                 loss.backward()
                 opt.step()

@@ -187,15 +187,20 @@ class ClassificationDataset:
 
     def __init__(self, samples: list[SkeletonSample], spec: InputSpec, augment: bool = False,
                  seed: int = 0) -> None:
-        self.samples, self.spec, self.augment = samples, spec, augment
-        self.rng = np.random.default_rng(seed)
+        self.samples, self.spec, self.augment, self.seed = samples, spec, augment, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Augmentations depend on (seed, epoch, index) only, so loader workers agree."""
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
         s = self.samples[i]
-        return sample_to_input(s, self.spec, self.rng if self.augment else None), s.label
+        rng = np.random.default_rng((self.seed, self.epoch, i)) if self.augment else None
+        return sample_to_input(s, self.spec, rng), s.label
 
 
 def cut_windows(s: SkeletonSample, length: int, stride: int | None = None,
