@@ -71,10 +71,12 @@ def encode_pose(
     return buf.getvalue()
 
 
-def decode_pose(data: bytes) -> dict[str, Any]:
-    """``pose.npz`` bytes -> {keypoint, keypoint_score, layout, fps, keypoint_3d?}."""
+def decode_pose(data: bytes, fields: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """``pose.npz`` bytes -> {keypoint, keypoint_score, layout, fps, keypoint_3d?, ...}; with
+    ``fields``, only those arrays are read (the reader skips what it does not use)."""
     with np.load(io.BytesIO(data), allow_pickle=False) as z:
-        out: dict[str, Any] = {k: z[k] for k in z.files}
+        names = z.files if fields is None else [k for k in fields if k in z.files]
+        out: dict[str, Any] = {k: z[k] for k in names}
     out["layout"] = str(out["layout"]) if "layout" in out else "coco17"
     out["fps"] = float(out["fps"]) if "fps" in out else 30.0
     return out
@@ -99,12 +101,14 @@ def encode_triplet(t: Triplet) -> dict[str, bytes]:
     return members
 
 
-def decode_triplet(key: str, members: dict[str, bytes]) -> Triplet:
+def decode_triplet(
+    key: str, members: dict[str, bytes], pose_fields: tuple[str, ...] | None = None
+) -> Triplet:
     """Tar members of one key -> :class:`Triplet`; raises ValueError when a member is missing."""
     missing = [m for m in REQUIRED_MEMBERS if m not in members]
     if missing:
         raise ValueError(f"sample {key!r}: missing members {missing}")
-    pose = decode_pose(members["pose.npz"])
+    pose = decode_pose(members["pose.npz"], pose_fields)
     meta = json.loads(members["json"].decode("utf-8"))
     text = load_npy(members["text.npy"])
     video = load_npy(members["video.npy"]) if "video.npy" in members else None

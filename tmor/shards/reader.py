@@ -30,6 +30,8 @@ from tmor.shards.codec import Triplet, decode_triplet
 from tmor.shards.tario import MAX_MEMBER_BYTES, iter_tar_samples
 from tmor.shards.transforms import to_ctvm
 
+POSE_FIELDS = ("keypoint", "keypoint_score", "layout", "fps")
+
 
 @dataclass
 class ReaderConfig:
@@ -200,8 +202,9 @@ class TripletStream(tud.IterableDataset):
                 return
 
     def _decode(self, url: str, key: str, members: dict, rng: np.random.Generator | None) -> dict:
-        t: Triplet = decode_triplet(key, members)
         cfg = self.cfg
+        fields = POSE_FIELDS + (("keypoint_3d",) if cfg.channels == 3 else ())
+        t: Triplet = decode_triplet(key, members, fields)
         pose = to_ctvm(
             t.keypoint, t.keypoint_score, t.layout, frames=cfg.frames,
             max_persons=cfg.max_persons, channels=cfg.channels, keypoint_3d=t.keypoint_3d,

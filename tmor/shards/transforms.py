@@ -153,25 +153,30 @@ def to_ctvm(
     if channels not in (2, 3):
         raise ValueError("channels must be 2 or 3")
     score = np.asarray(score, np.float32)
+    length = score.shape[1]
+    if length == 0 or score.shape[0] == 0:
+        v = score.shape[2] if score.ndim == 3 else 0
+        score = np.zeros((1, 1, v), np.float32)
+        keypoint = np.zeros((1, 1, v, 2), np.float32)
+        keypoint_3d = None if keypoint_3d is None else np.zeros((1, 1, v, 3), np.float32)
+        length = 1
+    # choose the T frames first: every later step works on T frames, not the whole clip
+    valid_frames = (score > 0).any(axis=(0, 2))
+    idx = frame_indices(length, valid_frames, frames, rng)
+    score = score[:, idx]
     if channels == 3 and keypoint_3d is not None:
-        coords, dims = np.asarray(keypoint_3d, np.float32), 3
+        coords, dims = np.asarray(keypoint_3d, np.float32)[:, idx], 3
     elif channels == 3:
-        coords = np.concatenate([np.asarray(keypoint, np.float32)[..., :2], score[..., None]], -1)
+        coords = np.concatenate([np.asarray(keypoint, np.float32)[:, idx, :, :2],
+                                 score[..., None]], -1)
         dims = 2
     else:
-        coords, dims = np.asarray(keypoint, np.float32)[..., :2], 2
+        coords, dims = np.asarray(keypoint, np.float32)[:, idx, :, :2], 2
     coords = np.nan_to_num(coords, nan=0.0, posinf=0.0, neginf=0.0)
     score = np.where(np.isfinite(score), score, 0.0).astype(np.float32)
     coords, score = convert_layout(coords, score, layout, dst_layout)
     layout = dst_layout or layout
     coords, score = select_persons(coords, score, max_persons)
-    valid_frames = (score > 0).any(axis=(0, 2))
-    idx = frame_indices(coords.shape[1], valid_frames, frames, rng)
-    if coords.shape[1] == 0:
-        coords = np.zeros((max_persons, frames, coords.shape[2], coords.shape[3]), np.float32)
-        score = np.zeros(coords.shape[:3], np.float32)
-    else:
-        coords, score = coords[:, idx], score[:, idx]
     out = normalize(coords, score, layout, dims)
     if rng is not None:
         rotate(out, dims, rng)
