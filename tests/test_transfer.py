@@ -132,3 +132,47 @@ def test_shards_give_the_same_samples_as_the_pickle(pkl, tmp_path):
         for n in pa:
             assert pa[n][0] == pb[n][0]
             np.testing.assert_array_equal(pa[n][1], pb[n][1])
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """A real (tiny, 2-step) stage-1 pre-training run on the shared window corpus."""
+    require_data()
+    from _transfer_data import DATA
+
+    from tmor.train.config import PretrainConfig
+    from tmor.train.pretrain import run_pretrain
+    from tmor.train.windows import skeleton_windows, write_window_corpus
+
+    root = tmp_path_factory.mktemp("pretrain")
+    write_window_corpus(str(root / "corpus"), skeleton_windows(str(DATA), frames=16, stride=8))
+    cfg = PretrainConfig(
+        shards=str(root / "corpus" / "triplets"), out_dir=str(root / "run"), frames=16,
+        layout=None, channels=2, max_persons=1, batch_size=8, num_workers=0, shuffle_buffer=32,
+        epoch_samples=32, base_channels=8, proj_dim=32, hidden_dim=64, epochs=1, max_steps=2,
+        warmup_steps=1, queue_size=16, cluster=False, ckpt_every=0, device="cpu")
+    run_pretrain(cfg)
+    return root / "run" / "last.pt"
+
+
+def test_finetune_and_linear_probe_from_pretrain_checkpoint(pkl, pretrained):
+    import torch
+
+    from tmor.model.checkpoint import load_checkpoint
+    from tmor.train.classify import ClassifyConfig, run_classification
+
+    ck = load_checkpoint(str(pretrained))
+    assert ck["heads"] is not None and ck["train_config"]["frames"] == 16
+    quiet = {"log": lambda *_: None}
+    # T, C, M come from the checkpoint (no --frames / --max-persons given)
+    ft = run_classification(ClassifyConfig(
+        data=str(pkl), out=str(pkl.parent / "ft_pre"), init=str(pretrained), epochs=4,
+        batch_size=8, optimizer="adamw", lr=1e-3, device="cpu"), **quiet)
+    assert ft["input_spec"] == {"frames": 16, "channels": 2, "max_persons": 1, "layout": None}
+    assert ft["last"]["top1"] > _majority_rate(pkl, "test")
+    lp = run_classification(ClassifyConfig(
+        data=str(pkl), out=str(pkl.parent / "lp_pre"), init=str(pretrained), mode="linear",
+        epochs=30, batch_size=8, optimizer="adamw", device="cpu"), **quiet)
+    assert 0.0 <= lp["last"]["top1"] <= 1.0 and len(lp["history"]) == 30
+    after = load_checkpoint(str(pkl.parent / "lp_pre" / "last.pt"))["encoder"]
+    assert all(torch.equal(w, after[n]) for n, w in ck["encoder"].items())
