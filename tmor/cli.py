@@ -219,6 +219,26 @@ def status_cmd(root: str = ROOT) -> None:
 
 # ---- section: pose (extract-pose, show) ---------------------------------------------------------
 
+
+@data_app.command("show")
+def show_cmd(
+    key: str = typer.Argument(..., help="the sample key"),
+    root: str = ROOT,
+    output: str = typer.Option(..., "--output", "-o", help="out.mp4, or sheet.png / .jpg"),
+    tiles: int = typer.Option(8, help="frames in a contact sheet"),
+    cols: int = typer.Option(4, help="columns of a contact sheet"),
+    tile_width: int = typer.Option(320, help="width of a contact sheet tile in pixels"),
+) -> None:
+    """Draw a clip's extracted skeletons and track ids over its frames (mp4 or contact sheet)."""
+    from tmor.pipeline.pose.draw import find_clip, render
+    from tmor.pipeline.pose.stage import load_pose
+
+    mp4, npz = find_clip(root, key)
+    pose = load_pose(npz)
+    path = render(mp4, pose, output, tiles=tiles, cols=cols, tile_width=tile_width)
+    typer.echo(f"{path}: {pose['keypoint'].shape[0]} people, {len(pose['frame_index'])} frames")
+
+
 # ---- section: caption and embed -----------------------------------------------------------------
 
 
