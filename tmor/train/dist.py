@@ -93,13 +93,14 @@ class _DistBN:
             return super().forward(x)  # type: ignore[misc]
         dims = [0] + list(range(2, x.dim()))
         xf = x.float()
-        count = torch.tensor([float(x.numel() // x.shape[1])], device=x.device)
-        stats = torch.cat([xf.sum(dims), (xf * xf).sum(dims), count])
-        stats = _AllReduceSum.apply(stats)
         c = x.shape[1]
+        count = torch.tensor([float(x.numel() // c)], device=x.device)
+        stats = _AllReduceSum.apply(torch.cat([xf.sum(dims), count]))
         total = stats[-1]
         mean = stats[:c] / total
-        var = stats[c:2 * c] / total - mean * mean
+        shape = [1, c] + [1] * (x.dim() - 2)
+        centred = xf - mean.view(shape)
+        var = _AllReduceSum.apply((centred * centred).sum(dims)) / total  # two-pass: stable
         if bn.track_running_stats and bn.running_mean is not None:
             with torch.no_grad():
                 bn.num_batches_tracked += 1
@@ -108,8 +109,7 @@ class _DistBN:
                 unbiased = var * total / (total - 1).clamp_min(1)
                 bn.running_mean.mul_(1 - m).add_(m * mean.detach())
                 bn.running_var.mul_(1 - m).add_(m * unbiased.detach())
-        shape = [1, c] + [1] * (x.dim() - 2)
-        y = (xf - mean.view(shape)) * torch.rsqrt(var.view(shape) + bn.eps)
+        y = centred * torch.rsqrt(var.view(shape) + bn.eps)
         if bn.affine:
             y = y * bn.weight.view(shape) + bn.bias.view(shape)
         return y.to(x.dtype)

@@ -3,8 +3,9 @@ tests and benchmarks (the shared NTU RGB+D and FallFree Kinect v2 samples: 3D, 2
 
 ``write_window_corpus`` packs the windows as triplet shards (with the shard index) so that the
 real streaming reader serves them. No video-language model is available offline, so their video
-and text embeddings are stand-ins: a fixed seeded random vector per window (video) and per label
-(text), float16, unit norm.
+and text embeddings are stand-ins, float16, unit norm: video = a fixed seeded random projection of
+the window's mean joint positions plus noise (so it carries the window's content, as a real video
+embedding would), text = a seeded random vector per label.
 """
 
 from __future__ import annotations
@@ -57,12 +58,17 @@ def write_window_corpus(out_root: str, windows: list[Window], samples_per_shard:
 
     rng = np.random.default_rng(seed)
     text_of = {lab: _unit(rng, text_dim) for lab in sorted({w.label for w in windows})}
+    proj = rng.standard_normal((video_dim, 25 * 3)).astype(np.float32)
 
     def gen():
         for w in windows:
             t = make_triplet(f"{w.source}#{w.start}", w.keypoint_3d[..., :2], w.score,
                              "ntu25", 30.0, w.label, keypoint_3d=w.keypoint_3d)
-            t.video = _unit(rng, video_dim)
+            pose = w.keypoint_3d[0].mean(0)                       # (25, 3)
+            pose = (pose - pose.mean(0)).reshape(-1)
+            v = proj @ (pose / max(float(np.linalg.norm(pose)), 1e-6))
+            v = v / np.linalg.norm(v) + 0.3 * _unit(rng, video_dim).astype(np.float32)
+            t.video = (v / np.linalg.norm(v)).astype(np.float16)
             t.text = text_of[w.label]
             yield t
 
