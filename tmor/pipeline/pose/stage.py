@@ -244,8 +244,7 @@ class PoseStage(Stage):
             arrays["keypoint_3d"] = (
                 k3 if k3 is not None else np.zeros((*kp.shape[:-1], 3), np.float32)
             ).astype(np.float32)
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)
+        payload = npz_bytes(arrays)
         m = kp.shape[0]
         mean_score = float(sc[present].mean()) if present.any() else 0.0
         record = {
@@ -258,10 +257,25 @@ class PoseStage(Stage):
         }
         return Result(
             key=clip.sample.key,
-            members={"pose.npz": buf.getvalue()},
+            members={"pose.npz": payload},
             record=record,
             flags=[] if m else ["no_person"],
         )
+
+
+def npz_bytes(arrays: dict[str, Any]) -> bytes:
+    """A compressed ``.npz`` whose bytes depend on the arrays only (fixed zip timestamps), so a
+    rerun writes byte-identical shards; readable by :func:`numpy.load`."""
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, value in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with zf.open(info, "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asanyarray(value), allow_pickle=False)
+    return buf.getvalue()
 
 
 def load_pose(data: bytes) -> dict[str, Any]:
