@@ -364,6 +364,80 @@ def export_cmd(
 
 # ---- section: pretrain and embed (tmor-train) ---------------------------------------------------
 
+
+@train_app.command("pretrain")
+def pretrain_cmd(
+    shards: str = typer.Option(None, help="triplet shards: brace pattern, list or folder"),
+    config: str = typer.Option(None, "--config", "-c", help="YAML of PretrainConfig fields"),
+    out_dir: str = typer.Option(None, "--out-dir", "-o", help="run folder [runs/pretrain]"),
+    stage: int = typer.Option(None, help="1: L_MM + L_MV; 2: L_MT [1]"),
+    init: str = typer.Option(None, help="checkpoint to start from (stage 2: stage 1's)"),
+    losses: str = typer.Option(None, help="subset: none | M | M+V | M+V+T (or mm,mv,mt)"),
+    epochs: int = typer.Option(None, help="epochs [10]"),
+    max_steps: int = typer.Option(None, help="stop after this many steps"),
+    batch_size: int = typer.Option(None, help="samples per rank per step [64]"),
+    epoch_samples: int = typer.Option(None, help="samples per epoch [corpus size]"),
+    frames: int = typer.Option(None, help="frames per sample T [64]"),
+    channels: int = typer.Option(None, help="2: x, y; 3: 3D [2]"),
+    layout: str = typer.Option(None, help="joint layout to convert to [coco17]"),
+    max_persons: int = typer.Option(None, help="persons M [2]"),
+    optimizer: str = typer.Option(None, help="sgd | adamw [sgd]"),
+    lr: float = typer.Option(None, help="base learning rate [0.05]"),
+    amp: str = typer.Option(None, help="bf16 | fp16 | none, CUDA only [bf16]"),
+    eps: float = typer.Option(None, help="DBSCAN eps, cosine distance [0.1]"),
+    min_samples: int = typer.Option(None, help="DBSCAN min_samples [10]"),
+    queue_size: int = typer.Option(None, help="memory queue entries per pair [16384]"),
+    ckpt_every: int = typer.Option(None, help="checkpoint every N steps, 0: per epoch [1000]"),
+    num_workers: int = typer.Option(None, help="reader workers per rank [2]"),
+    device: str = typer.Option(None, help="auto | cpu | cuda [auto]"),
+    seed: int = typer.Option(None, help="seed [0]"),
+    deterministic: bool = typer.Option(None, help="deterministic algorithms [no]"),
+    set_: list[str] = typer.Option(None, "--set", help="any other field: key=value (YAML)"),
+) -> None:
+    """Cluster-guided contrastive pre-training of UNIK (run under torchrun for DDP)."""
+    import logging
+
+    import yaml
+
+    from tmor.train.config import PretrainConfig, parse_losses
+    from tmor.train.pretrain import run_pretrain
+
+    given = {k: v for k, v in dict(
+        shards=shards, out_dir=out_dir, stage=stage, init=init, epochs=epochs,
+        max_steps=max_steps, batch_size=batch_size, epoch_samples=epoch_samples, frames=frames,
+        channels=channels, layout=layout, max_persons=max_persons, optimizer=optimizer, lr=lr,
+        amp=amp, eps=eps, min_samples=min_samples, queue_size=queue_size, ckpt_every=ckpt_every,
+        num_workers=num_workers, device=device, seed=seed, deterministic=deterministic,
+    ).items() if v is not None}
+    if losses is not None:
+        given["losses"] = parse_losses(losses)
+    for item in set_ or []:
+        key, _, value = item.partition("=")
+        given[key.replace("-", "_")] = yaml.safe_load(value)
+    cfg = (PretrainConfig.from_yaml(config, **given) if config
+           else PretrainConfig.from_dict(given))
+    if not cfg.shards:
+        raise typer.BadParameter("--shards (or shards: in --config) is required")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    typer.echo(run_pretrain(cfg))
+
+
+@train_app.command("embed")
+def train_embed_cmd(
+    ckpt: str = typer.Option(..., help="checkpoint with the encoder"),
+    shards: str = typer.Option(..., help="triplet shards: brace pattern, list or folder"),
+    out: str = typer.Option(..., "--out", "-o", help="output parquet: key, index, embedding"),
+    batch_size: int = typer.Option(256, help="samples per forward"),
+    num_workers: int = typer.Option(2, help="reader workers"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+) -> None:
+    """Motion embeddings of every sample of a corpus with a pre-trained encoder."""
+    from tmor.train.pretrain import embed_to_parquet
+
+    n = embed_to_parquet(ckpt, shards, out, batch_size, num_workers, device)
+    typer.echo(f"{n} embeddings -> {out}")
+
+
 # ---- section: transfer (linear-probe, finetune, detect, zero-shot) ------------------------------
 
 T_CONFIG = typer.Option(None, "--config", help="YAML file; its section for this command")
