@@ -79,7 +79,7 @@ def test_mediapipe33_and_chained_conversions():
     direct, _ = L.convert(coco, None, "coco17", "unik17")
     assert np.allclose(unik, direct)
     assert "neck" in L.synthesized("mediapipe33", "unik17")
-    ntu_to_ntu = L.convert(kp[:25], None, "ntu25", "ntu25")[0]
+    ntu_to_ntu = L.convert(kp[:25], None, "kinect25", "ntu25")[0]  # an alias: identity
     assert np.array_equal(ntu_to_ntu, kp[:25])
     with pytest.raises(ValueError, match="unknown joint layout"):
         L.convert(kp, None, "mediapipe33", "smpl24")

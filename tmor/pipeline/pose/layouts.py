@@ -7,8 +7,9 @@ A target joint that the source layout lacks is *synthesized* by the rule written
 the tables below; :func:`synthesized` names them, so a consumer can mask or down-weight them.
 
 Layouts: ``coco17``, ``mediapipe33``, ``unik17``, ``h36m17``, ``ntu25`` (Kinect v2, also NTU RGB+D),
-``openpose25`` (OpenPose BODY_25). Direct converters: mediapipe33 / ntu25 / openpose25 -> coco17,
-coco17 -> unik17 / h36m17 / ntu25, ntu25 -> unik17 / h36m17; other pairs go through coco17.
+``openpose25`` (OpenPose BODY_25); aliases in :data:`ALIASES` (e.g. ``kinect25``).
+Direct converters: mediapipe33 / ntu25 / openpose25 -> coco17, coco17 -> unik17 / h36m17 / ntu25,
+ntu25 -> unik17 / h36m17; other pairs go through coco17.
 """
 
 from __future__ import annotations
@@ -191,7 +192,13 @@ _SYNTH: dict[tuple[str, str], frozenset[str]] = {
     ("openpose25", "coco17"): frozenset(),
 }
 
-LAYOUTS = tuple(JOINTS)
+#: other names of the same layouts
+ALIASES = {"kinect25": "ntu25", "kinect_v2": "ntu25", "coco": "coco17", "h36m": "h36m17",
+           "body25": "openpose25", "mediapipe": "mediapipe33"}
+for _alias, _name in ALIASES.items():
+    JOINTS[_alias] = JOINTS[_name]
+
+LAYOUTS = tuple(n for n in JOINTS if n not in ALIASES)
 
 
 def num_joints(layout: str) -> int:
@@ -201,7 +208,8 @@ def num_joints(layout: str) -> int:
 
 def bones(layout: str) -> list[tuple[int, int]]:
     """(parent, child) joint index pairs of a layout (for drawing and graphs)."""
-    names = JOINTS[_check(layout)]
+    layout = _check(layout)
+    names = JOINTS[layout]
     if layout in _BONES:
         pairs = _BONES[layout]
     else:  # layouts without their own table: the COCO-17 bones of their shared joints
@@ -210,13 +218,14 @@ def bones(layout: str) -> list[tuple[int, int]]:
 
 
 def _check(layout: str) -> str:
+    """The canonical name of ``layout`` (aliases resolved); ValueError when unknown."""
     if layout not in JOINTS:
         raise ValueError(f"unknown joint layout {layout!r}; known: {', '.join(JOINTS)}")
-    return layout
+    return ALIASES.get(layout, layout)
 
 
 def _path(src: str, dst: str) -> list[tuple[str, str]]:
-    _check(src), _check(dst)
+    src, dst = _check(src), _check(dst)
     if src == dst:
         return []
     if (src, dst) in _MAPS:
@@ -249,13 +258,13 @@ def synthesized(src: str, dst: str) -> list[str]:
                 if any(names_a[j] in out for j in np.flatnonzero(used[i])):
                     step.add(name)
         out = step
-    return [n for n in JOINTS[dst] if n in out]
+    return [n for n in JOINTS[_check(dst)] if n in out]
 
 
 def synthesized_mask(src: str, dst: str) -> np.ndarray:
     """Boolean (V_dst,) mask of synthesized joints, see :func:`synthesized`."""
     names = set(synthesized(src, dst))
-    return np.array([n in names for n in JOINTS[dst]], bool)
+    return np.array([n in names for n in JOINTS[_check(dst)]], bool)
 
 
 def convert(
