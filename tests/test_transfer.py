@@ -176,3 +176,18 @@ def test_finetune_and_linear_probe_from_pretrain_checkpoint(pkl, pretrained):
     assert 0.0 <= lp["last"]["top1"] <= 1.0 and len(lp["history"]) == 30
     after = load_checkpoint(str(pkl.parent / "lp_pre" / "last.pt"))["encoder"]
     assert all(torch.equal(w, after[n]) for n, w in ck["encoder"].items())
+
+
+def test_yaml_config_sets_options_and_cli_overrides(pkl, tmp_path):
+    from tmor.cli import train_app
+
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"linear_probe:\n  epochs: 2\n  out: {tmp_path / 'from_yaml'}\n"
+                   "  optimizer: adamw\n  frames: 16\n")
+    res = CliRunner().invoke(train_app, [
+        "linear-probe", "--data", str(pkl), "--config", str(cfg), "--epochs", "1",
+        "--max-persons", "1", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    r = json.loads((tmp_path / "from_yaml" / "results.json").read_text())
+    assert len(r["history"]) == 1  # the command line wins over the YAML file
+    assert r["config"]["optimizer"] == "adamw" and r["input_spec"]["frames"] == 16
