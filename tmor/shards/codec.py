@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,11 +43,29 @@ class Triplet:
 def npy_bytes(array: np.ndarray) -> bytes:
     """``np.save`` into bytes (no pickle)."""
     buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    np.save(buf, np.asarray(array), allow_pickle=False)
     return buf.getvalue()
 
 
+_NPY_HEADER = re.compile(
+    rb"^\{'descr': '([<>|=][a-zA-Z]\d*)', 'fortran_order': False, 'shape': \(([\d, ]*)\), \}"
+)
+
+
 def load_npy(data: bytes) -> np.ndarray:
+    """An ``.npy`` payload -> array; the common C-order case skips np.load's header parsing."""
+    if data[:6] == b"\x93NUMPY" and data[6:7] in (b"\x01", b"\x02"):
+        if data[6] == 1:
+            hlen, start = int.from_bytes(data[8:10], "little"), 10
+        else:
+            hlen, start = int.from_bytes(data[8:12], "little"), 12
+        m = _NPY_HEADER.match(data[start:start + hlen])
+        if m is not None and m.group(1)[1:2] != b"O":
+            shape = tuple(int(x) for x in m.group(2).split(b",") if x.strip())
+            dtype = np.dtype(m.group(1).decode())
+            count = int(np.prod(shape)) if shape else 1
+            arr = np.frombuffer(data, dtype, count=count, offset=start + hlen)
+            return arr.reshape(shape).copy()  # writable, owns its memory
     return np.load(io.BytesIO(data), allow_pickle=False)
 
 
@@ -74,9 +94,13 @@ def encode_pose(
 def decode_pose(data: bytes, fields: tuple[str, ...] | None = None) -> dict[str, Any]:
     """``pose.npz`` bytes -> {keypoint, keypoint_score, layout, fps, keypoint_3d?, ...}; with
     ``fields``, only those arrays are read (the reader skips what it does not use)."""
-    with np.load(io.BytesIO(data), allow_pickle=False) as z:
-        names = z.files if fields is None else [k for k in fields if k in z.files]
-        out: dict[str, Any] = {k: z[k] for k in names}
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            files = {n[:-4]: n for n in z.namelist() if n.endswith(".npy")}
+            names = list(files) if fields is None else [k for k in fields if k in files]
+            out: dict[str, Any] = {k: load_npy(z.read(files[k])) for k in names}
+    except zipfile.BadZipFile as e:
+        raise ValueError(f"pose.npz is not a valid npz: {e}") from e
     out["layout"] = str(out["layout"]) if "layout" in out else "coco17"
     out["fps"] = float(out["fps"]) if "fps" in out else 30.0
     return out
