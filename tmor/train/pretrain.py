@@ -455,6 +455,8 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         if ctx.is_main:
             trainer.save(url)
 
+    tb = _tensorboard(cfg.out_dir) if ctx.is_main else None
+
     done = bool(cfg.max_steps and trainer.step >= cfg.max_steps)
     row: dict[str, Any] = {}
     while trainer.epoch < cfg.epochs and not done:
@@ -468,6 +470,10 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
             row.update(step=trainer.step, epoch=trainer.epoch)
             if metrics is not None:
                 metrics.append(row)
+                if tb is not None:
+                    for k in METRIC_FIELDS[2:]:
+                        if isinstance(row.get(k), float):
+                            tb.add_scalar(f"train/{k}", row[k], trainer.step)
                 if trainer.step % max(cfg.log_every, 1) == 0:
                     log.info("step %d epoch %d loss %.4f lr %.4g %.1f samples/s", trainer.step,
                              trainer.epoch, row["loss"], row["lr"], row["samples_per_s"])
@@ -482,6 +488,9 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
                 st = recluster(trainer, cfg, ctx)
                 if clusters is not None:
                     clusters.append(st)
+                if tb is not None:
+                    tb.add_scalar("cluster/clusters", st["clusters"], trainer.step)
+                    tb.add_scalar("cluster/noise_fraction", st["noise_fraction"], trainer.step)
             trainer.epoch += 1
             trainer.step_in_epoch = 0
             save(last)
@@ -493,6 +502,16 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         plot_curves(cfg.out_dir)
     return {"steps": trainer.step, "epoch": trainer.epoch, "loss": row.get("loss"),
             "checkpoint": last, "resumed": resumed}
+
+
+def _tensorboard(out_dir: str):
+    """A TensorBoard writer in ``<out_dir>/tb`` when tensorboard is installed (local dirs)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    fs, path = fsio.filesystem(out_dir)
+    return SummaryWriter(os.path.join(path, "tb")) if fsio.is_local(fs) else None
 
 
 def embed_to_parquet(ckpt: str, shards: str, out: str, batch_size: int = 256,
