@@ -100,8 +100,12 @@ def main() -> None:
         frames += [f for _, f in video.iter_frames(p, size=backend.input_size(info.width,
                                                                                info.height))]
     batches = []
-    for i in range(0, len(frames), args.batch_size):
-        chunk = frames[i:i + args.batch_size]
+    by_shape: dict[tuple, list] = {}
+    for f in frames:  # batches of one shape each, as the pipeline forms them
+        by_shape.setdefault(f.shape, []).append(f)
+    chunks = [same[i:i + args.batch_size] for same in by_shape.values()
+              for i in range(0, len(same), args.batch_size)]
+    for chunk in chunks:
         h = -(-max(f.shape[0] for f in chunk) // 32) * 32
         w = -(-max(f.shape[1] for f in chunk) // 32) * 32
         arr = np.full((len(chunk), h, w, 3), 114, np.uint8)

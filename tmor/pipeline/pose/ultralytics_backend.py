@@ -1,11 +1,11 @@
 """YOLO pose models through ultralytics (COCO-17).
 
 Two engines:
-- ``tensor`` (``.pt`` weights, the default for them): frames of a batch are padded (bottom /
-  right) to a common multiple of 32, moved to the device as one uint8 tensor, normalized there
-  (half precision on CUDA), run through the fused network in one forward, and decoded by
-  ultralytics' batched NMS on the device; only small arrays come back. No per-image CPU
-  letterboxing: the decoder already resized frames so that their long side is ``imgsz``.
+- ``tensor`` (``.pt`` weights, the default for them): the frames of a batch that share a shape
+  are padded (bottom / right) to a multiple of 32, moved to the device as one uint8 tensor,
+  normalized there (half precision on CUDA), run through the fused network in one forward, and
+  decoded by ultralytics' batched NMS on the device; only small arrays come back. No per-image
+  CPU letterboxing: the decoder already resized frames so that their long side is ``imgsz``.
 - ``predict`` (``.onnx`` and other exported formats): ``YOLO.predict`` on the list of frames.
 """
 
@@ -114,12 +114,21 @@ class UltralyticsBackend(PoseBackend):
         return self._infer_tensor(frames)
 
     def _infer_tensor(self, frames: Sequence[np.ndarray]) -> list[Detections]:
+        """One forward per padded frame shape in the batch (no padding a frame to another's)."""
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, f in enumerate(frames):
+            shape = (-(-f.shape[0] // 32) * 32, -(-f.shape[1] // 32) * 32)
+            groups.setdefault(shape, []).append(i)
+        out: list[Detections | None] = [None] * len(frames)
+        for (ph, pw), idx in groups.items():
+            for i, det in zip(idx, self._forward([frames[i] for i in idx], ph, pw), strict=True):
+                out[i] = det
+        return out  # type: ignore[return-value]
+
+    def _forward(self, frames: Sequence[np.ndarray], ph: int, pw: int) -> list[Detections]:
         import torch
         from ultralytics.utils.nms import non_max_suppression
 
-        h = max(f.shape[0] for f in frames)
-        w = max(f.shape[1] for f in frames)
-        ph, pw = -(-h // 32) * 32, -(-w // 32) * 32
         batch = np.full((len(frames), ph, pw, 3), 114, np.uint8)
         for i, f in enumerate(frames):
             batch[i, : f.shape[0], : f.shape[1]] = f
