@@ -20,7 +20,7 @@ from typing import Any
 from tmor import fsio
 from tmor.manifests import ledger as L
 from tmor.manifests.plan import plan_shards, read_plan_shard
-from tmor.pipeline.claims import try_claim
+from tmor.pipeline.claims import clear_stale_claim, try_claim
 from tmor.pipeline.errors import ErrorClass, SampleError
 from tmor.pipeline.stage import Result, Sample, Stage
 from tmor.pipeline.workdir import WorkDir
@@ -139,7 +139,9 @@ def process_shard(
     name = stage.name
     committed = L.is_committed(root, name, shard)
     if committed and not (opts.overwrite or opts.retry_failed):
-        WorkDir(root, name, shard).clear()  # left behind by a crash between commit and cleanup
+        # left behind by a worker that died between commit and cleanup
+        WorkDir(root, name, shard).clear()
+        clear_stale_claim(root, name, shard, opts.lease_s)
         return ShardOutcome(shard, "skipped:committed")
     if committed and opts.retry_failed and not opts.overwrite:
         if not L.retryable_keys(L.read_ledger(root, name, shard)):
