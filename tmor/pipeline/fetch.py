@@ -94,6 +94,9 @@ class FetchStage(Stage):
 
     def __init__(self, config: FetchConfig | None = None):
         self.config = config or FetchConfig()
+        if self.config.method not in ("ffmpeg", "yt-dlp"):
+            raise ValueError(f"FetchConfig.method must be 'ffmpeg' or 'yt-dlp', "
+                             f"not {self.config.method!r}")
         self._tmp: str | None = None
         self._versions: dict[str, str] = {}
         self._rate_strikes = 0
