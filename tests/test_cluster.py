@@ -38,7 +38,7 @@ def _blobs(seed: int = 0) -> np.ndarray:
     return x[rng.permutation(len(x))]
 
 
-@pytest.mark.parametrize("backend", ["faiss", "torch"])
+@pytest.mark.parametrize("backend", ["faiss", "torch", "pruned"])
 def test_dense_blobs_match_sklearn(backend: str) -> None:
     x = _blobs()
     d = 1 - l2_normalize(x) @ l2_normalize(x).T
@@ -58,8 +58,8 @@ def test_real_skeleton_embeddings_match_sklearn() -> None:
     x = np.stack([to_ctvm(w.keypoint_3d, w.score, "ntu25", frames=16, max_persons=1,
                           channels=3, keypoint_3d=w.keypoint_3d) for w in wins])
     x = x.reshape(len(x), -1)
-    for eps in (0.01, 0.03):
-        clusters, noise = _compare(x, eps, 8, "faiss")
+    for eps, backend in ((0.01, "faiss"), (0.03, "faiss"), (0.01, "pruned"), (0.03, "pruned")):
+        clusters, noise = _compare(x, eps, 8, backend)
         assert clusters >= 5 and 0 < noise < len(x)
 
 

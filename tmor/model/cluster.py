@@ -84,8 +84,100 @@ def radius_graph_torch(x: np.ndarray, eps: float, device: str = "cuda", block: i
     return indptr, torch.cat(parts).numpy()
 
 
-def labels_from_graph(indptr: np.ndarray, indices: np.ndarray, min_samples: int) -> np.ndarray:
-    """DBSCAN labels from the radius graph (CSR, self pairs included)."""
+def radius_graph_pruned(x: np.ndarray, eps: float, parts: int | None = None,
+                        outlier_quantile: float = 0.98, spread: float = 1.5, block: int = 2048,
+                        seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact radius graph with pruning by the triangle inequality on angles (CPU).
+
+    Points are partitioned by spherical k-means (``parts`` centroids, default n / 100); points
+    farther from their centroid than ``spread`` x the partition's median angle (or beyond the
+    ``outlier_quantile`` of all angles, or beyond the eps angle) are "leftovers", so that the
+    partition radii R_p stay small.
+    A pair (x, y) can be within eps (angle t_eps = arccos(1 - eps)) only if
+    angle(c_p, c_q) <= R_p + R_q + t_eps (inliers x in p, y in q), or angle(y, c_p) <= R_p + t_eps
+    (leftover y, inlier x in p); leftovers are compared with every leftover. Only those candidate
+    pairs are computed (BLAS), so the result is the exact graph, fast when the data is clustered.
+    Returns (order, indptr, indices): the CSR is over the points ``x[order]``.
+    """
+    import faiss
+
+    n, d = x.shape
+    k = max(1, min(parts or n // 100, n))
+    km = faiss.Kmeans(d, k, niter=10, spherical=True, seed=seed, max_points_per_centroid=64)
+    km.train(x)
+    cent = km.centroids / np.maximum(np.linalg.norm(km.centroids, axis=1, keepdims=True), 1e-12)
+    cidx = faiss.IndexFlatIP(d)
+    cidx.add(cent.astype(np.float32))
+    _, assign = cidx.search(x, 1)
+    assign = assign[:, 0].astype(np.int64)
+    cos = np.einsum("ij,ij->i", x.astype(np.float64), cent[assign].astype(np.float64))
+    theta = np.arccos(np.clip(cos, -1.0, 1.0))
+    # leftovers: far from their centroid relative to the partition's median angle (noise that
+    # would otherwise inflate the radius), or beyond the global quantile
+    srt = np.lexsort((theta, assign))
+    bounds = np.searchsorted(assign[srt], np.arange(k + 1))
+    med = np.array([theta[srt[(bounds[i] + bounds[i + 1]) // 2]] if bounds[i + 1] > bounds[i]
+                    else 0.0 for i in range(k)])
+    slack = 2e-3  # radians: float32 rounding of the similarities behind the angles
+    t_eps = float(np.arccos(1.0 - eps)) + slack
+    inl = ((theta <= spread * med[assign]) & (theta <= np.quantile(theta, outlier_quantile))
+           & (theta <= t_eps))
+    radius = np.zeros(k)
+    np.maximum.at(radius, assign[inl], theta[inl])
+    inl_ids = np.flatnonzero(inl)
+    inl_ids = inl_ids[np.argsort(assign[inl_ids], kind="stable")]
+    order = np.concatenate([inl_ids, np.flatnonzero(~inl)])
+    n_in = len(inl_ids)
+    xs = np.ascontiguousarray(x[order])
+    starts = np.concatenate([[0], np.cumsum(np.bincount(assign[inl], minlength=k))])
+    cc = np.arccos(np.clip(cent.astype(np.float64) @ cent.T.astype(np.float64), -1, 1))
+    left_ang = np.arccos(np.clip(xs[n_in:].astype(np.float64) @ cent.T.astype(np.float64),
+                                 -1, 1))  # (L, k)
+    thr = np.float32(1.0 - eps)
+    counts = np.zeros(n, dtype=np.int64)
+    parts_out: list[np.ndarray] = []
+
+    def ranges(qs: np.ndarray) -> np.ndarray:
+        if len(qs) == 0:
+            return np.zeros(0, np.int64)
+        return np.concatenate([np.arange(starts[q], starts[q + 1]) for q in qs])
+
+    computed = [0]
+
+    def run(rows0: int, rows1: int, cols: np.ndarray) -> None:
+        computed[0] += (rows1 - rows0) * len(cols)
+        xc = xs[cols]
+        for r0 in range(rows0, rows1, block):
+            r1 = min(r0 + block, rows1)
+            sims = xs[r0:r1] @ xc.T
+            rr, cidx_ = np.nonzero(sims >= thr)
+            counts[r0:r1] = np.bincount(rr, minlength=r1 - r0)
+            parts_out.append(cols[cidx_].astype(np.int32))
+
+    for p in range(k):
+        if starts[p + 1] == starts[p]:
+            continue
+        qs = np.flatnonzero(cc[p] <= radius[p] + radius + t_eps)
+        cols = np.concatenate([ranges(qs),
+                               n_in + np.flatnonzero(left_ang[:, p] <= radius[p] + t_eps)])
+        run(int(starts[p]), int(starts[p + 1]), cols)
+    for b0 in range(n_in, n, block):
+        b1 = min(b0 + block, n)
+        qs = np.flatnonzero((left_ang[b0 - n_in:b1 - n_in] <= radius + t_eps).any(0))
+        run(b0, b1, np.concatenate([ranges(qs), np.arange(n_in, n)]))
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    indices = np.concatenate(parts_out) if parts_out else np.zeros(0, np.int32)
+    log.info("pruned radius graph: %d partitions, %d leftovers, %.4f of all pairs computed",
+             k, n - n_in, computed[0] / float(n) ** 2)
+    return order, indptr, indices
+
+
+def labels_from_graph(indptr: np.ndarray, indices: np.ndarray, min_samples: int,
+                      ids: np.ndarray | None = None) -> np.ndarray:
+    """DBSCAN labels from the radius graph (CSR, self pairs included).
+
+    ``ids``: the original index of each node when the graph is over a permutation of the points
+    (clusters are numbered by their smallest original core index, as scikit-learn does)."""
     import scipy.sparse as sp
     from scipy.sparse.csgraph import connected_components
 
@@ -100,8 +192,8 @@ def labels_from_graph(indptr: np.ndarray, indices: np.ndarray, min_samples: int)
     sub = graph[core_ids][:, core_ids]
     _, comp = connected_components(sub, directed=False)
     # number clusters by their smallest core point (scikit-learn's order of discovery)
-    first = np.full(comp.max() + 1, n, dtype=np.int64)
-    np.minimum.at(first, comp, core_ids)
+    first = np.full(comp.max() + 1, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first, comp, core_ids if ids is None else np.asarray(ids)[core_ids])
     rank = np.empty_like(first)
     rank[np.argsort(first, kind="stable")] = np.arange(len(first))
     labels[core_ids] = rank[comp]
@@ -121,12 +213,14 @@ def labels_from_graph(indptr: np.ndarray, indices: np.ndarray, min_samples: int)
 
 def dbscan_cosine(x: np.ndarray, eps: float = 0.1, min_samples: int = 10,
                   backend: str = "auto", device: str = "cuda", block: int = 8192,
-                  half: bool = False) -> DBSCANResult:
+                  half: bool = False, parts: int | None = None) -> DBSCANResult:
     """Exact DBSCAN of the rows of ``x`` (n, d) under cosine distance.
 
     backend "faiss": CPU range search; "torch": blocked matmul on ``device`` (``half`` for fp16
-    similarities: faster, pairs within ~1e-3 of eps may flip); "auto": torch on CUDA when
-    available, else faiss.
+    similarities: faster, pairs within ~1e-3 of eps may flip); "pruned": CPU, only the pairs
+    that the triangle inequality around k-means centroids cannot rule out (``parts`` centroids;
+    exact, much faster on clustered data); "auto": torch on CUDA when available, else pruned
+    (20,000 points or more) or faiss.
     """
     import time
 
@@ -134,16 +228,26 @@ def dbscan_cosine(x: np.ndarray, eps: float = 0.1, min_samples: int = 10,
     if backend == "auto":
         import torch
 
-        backend = "torch" if torch.cuda.is_available() else "faiss"
         device = "cuda"
+        if torch.cuda.is_available():
+            backend = "torch"
+        else:
+            backend = "pruned" if len(x) >= 20000 else "faiss"
     xn = l2_normalize(x)
+    order = None
     if backend == "faiss":
         indptr, indices = radius_graph_faiss(xn, eps, block)
     elif backend == "torch":
         indptr, indices = radius_graph_torch(xn, eps, device, block, half)
+    elif backend == "pruned":
+        order, indptr, indices = radius_graph_pruned(xn, eps, parts)
     else:
         raise ValueError(f"unknown backend {backend!r}")
-    labels = labels_from_graph(indptr, indices, min_samples)
+    labels = labels_from_graph(indptr, indices, min_samples, order)
+    if order is not None:
+        out = np.empty_like(labels)
+        out[order] = labels
+        labels = out
     n_clusters = int(labels.max()) + 1 if len(labels) else 0
     res = DBSCANResult(labels=labels, n_clusters=n_clusters,
                        noise_fraction=float((labels < 0).mean()) if len(labels) else 0.0,
