@@ -89,7 +89,8 @@ def radius_graph_pruned(x: np.ndarray, eps: float, parts: int | None = None,
                         seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact radius graph with pruning by the triangle inequality on angles (CPU).
 
-    Points are partitioned by spherical k-means (``parts`` centroids, default n / 100); points
+    Points are partitioned by two-level spherical k-means (about ``parts`` centroids, default
+    n / 100); points
     farther from their centroid than ``spread`` x the partition's median angle (or beyond the
     ``outlier_quantile`` of all angles, or beyond the eps angle) are "leftovers", so that the
     partition radii R_p stay small.
@@ -99,25 +100,18 @@ def radius_graph_pruned(x: np.ndarray, eps: float, parts: int | None = None,
     pairs are computed (BLAS), so the result is the exact graph, fast when the data is clustered.
     Returns (order, indptr, indices): the CSR is over the points ``x[order]``.
     """
-    import faiss
-
     n, d = x.shape
     k = max(1, min(parts or n // 100, n))
-    km = faiss.Kmeans(d, k, niter=10, spherical=True, seed=seed, max_points_per_centroid=64)
-    km.train(x)
-    cent = km.centroids / np.maximum(np.linalg.norm(km.centroids, axis=1, keepdims=True), 1e-12)
-    cidx = faiss.IndexFlatIP(d)
-    cidx.add(cent.astype(np.float32))
-    _, assign = cidx.search(x, 1)
-    assign = assign[:, 0].astype(np.int64)
-    cos = np.einsum("ij,ij->i", x.astype(np.float64), cent[assign].astype(np.float64))
+    cent, assign = _two_level_kmeans(x, k, seed)
+    k = len(cent)
+    cos = np.einsum("ij,ij->i", x, cent[assign], dtype=np.float64)
     theta = np.arccos(np.clip(cos, -1.0, 1.0))
     # leftovers: far from their centroid relative to the partition's median angle (noise that
-    # would otherwise inflate the radius), or beyond the global quantile
+    # would otherwise inflate the radius), beyond the global quantile, or beyond the eps angle
     srt = np.lexsort((theta, assign))
     bounds = np.searchsorted(assign[srt], np.arange(k + 1))
-    med = np.array([theta[srt[(bounds[i] + bounds[i + 1]) // 2]] if bounds[i + 1] > bounds[i]
-                    else 0.0 for i in range(k)])
+    mid = np.minimum((bounds[:-1] + bounds[1:]) // 2, n - 1)
+    med = np.where(bounds[1:] > bounds[:-1], theta[srt[mid]], 0.0)
     slack = 2e-3  # radians: float32 rounding of the similarities behind the angles
     t_eps = float(np.arccos(1.0 - eps)) + slack
     inl = ((theta <= spread * med[assign]) & (theta <= np.quantile(theta, outlier_quantile))
@@ -130,9 +124,15 @@ def radius_graph_pruned(x: np.ndarray, eps: float, parts: int | None = None,
     n_in = len(inl_ids)
     xs = np.ascontiguousarray(x[order])
     starts = np.concatenate([[0], np.cumsum(np.bincount(assign[inl], minlength=k))])
-    cc = np.arccos(np.clip(cent.astype(np.float64) @ cent.T.astype(np.float64), -1, 1))
-    left_ang = np.arccos(np.clip(xs[n_in:].astype(np.float64) @ cent.T.astype(np.float64),
-                                 -1, 1))  # (L, k)
+    cent64 = cent.astype(np.float64)
+    xl = xs[n_in:]
+
+    def cc_row(p: int) -> np.ndarray:  # angles between centroid p and all centroids
+        return np.arccos(np.clip(cent64 @ cent64[p], -1, 1))
+
+    def left_ang(p: int) -> np.ndarray:  # angles between the leftovers and centroid p
+        return np.arccos(np.clip(xl @ cent[p], -1, 1))
+
     thr = np.float32(1.0 - eps)
     counts = np.zeros(n, dtype=np.int64)
     parts_out: list[np.ndarray] = []
@@ -157,19 +157,57 @@ def radius_graph_pruned(x: np.ndarray, eps: float, parts: int | None = None,
     for p in range(k):
         if starts[p + 1] == starts[p]:
             continue
-        qs = np.flatnonzero(cc[p] <= radius[p] + radius + t_eps)
+        qs = np.flatnonzero(cc_row(p) <= radius[p] + radius + t_eps)
         cols = np.concatenate([ranges(qs),
-                               n_in + np.flatnonzero(left_ang[:, p] <= radius[p] + t_eps)])
+                               n_in + np.flatnonzero(left_ang(p) <= radius[p] + t_eps)])
         run(int(starts[p]), int(starts[p + 1]), cols)
     for b0 in range(n_in, n, block):
         b1 = min(b0 + block, n)
-        qs = np.flatnonzero((left_ang[b0 - n_in:b1 - n_in] <= radius + t_eps).any(0))
+        ang = np.arccos(np.clip(xs[b0:b1] @ cent.T, -1, 1))
+        qs = np.flatnonzero((ang <= radius + t_eps).any(0))
         run(b0, b1, np.concatenate([ranges(qs), np.arange(n_in, n)]))
     indptr = np.concatenate([[0], np.cumsum(counts)])
     indices = np.concatenate(parts_out) if parts_out else np.zeros(0, np.int32)
     log.info("pruned radius graph: %d partitions, %d leftovers, %.4f of all pairs computed",
              k, n - n_in, computed[0] / float(n) ** 2)
     return order, indptr, indices
+
+
+def _two_level_kmeans(x: np.ndarray, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """About ``k`` unit centroids and each point's centroid: spherical k-means with sqrt(k)
+    coarse cells, then within each cell (cost n * 2 sqrt(k) * d instead of n * k * d). Any
+    partition keeps the pruned graph exact; a good one only makes it faster."""
+    import faiss
+
+    n, d = x.shape
+
+    def kmeans(pts: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+        kk = max(1, min(kk, len(pts)))
+        if kk == 1:
+            c = pts.mean(0, keepdims=True)
+        else:
+            km = faiss.Kmeans(d, kk, niter=10, spherical=True, seed=seed,
+                              max_points_per_centroid=64)
+            km.train(pts)
+            c = km.centroids
+        c = (c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        index = faiss.IndexFlatIP(d)
+        index.add(c)
+        return c, index.search(pts, 1)[1][:, 0].astype(np.int64)
+
+    k1 = max(1, int(round(np.sqrt(k))))
+    coarse_c, coarse = kmeans(x, k1)
+    cents, assign = [], np.empty(n, np.int64)
+    offset = 0
+    for c in range(len(coarse_c)):
+        members = np.flatnonzero(coarse == c)
+        if len(members) == 0:
+            continue
+        fine_c, fine = kmeans(np.ascontiguousarray(x[members]), round(k * len(members) / n))
+        assign[members] = offset + fine
+        cents.append(fine_c)
+        offset += len(fine_c)
+    return np.concatenate(cents), assign
 
 
 def labels_from_graph(indptr: np.ndarray, indices: np.ndarray, min_samples: int,
