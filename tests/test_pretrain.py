@@ -139,6 +139,22 @@ def _steps(corpus: str, ctx) -> dict:
             "queue": tr.queues["mm"].entries()[1].tolist()}
 
 
+def test_config_yaml_roundtrip_and_losses(tmp_path: Path) -> None:
+    from tmor.train.config import PretrainConfig, parse_losses
+
+    cfg = PretrainConfig(shards="a/{000000..000003}.tar", stage=2, losses=["mt", "mm"], lr=0.3)
+    cfg.to_yaml(str(tmp_path / "c.yaml"))
+    again = PretrainConfig.from_yaml(str(tmp_path / "c.yaml"), epochs=4)
+    assert again.to_dict() == {**cfg.to_dict(), "epochs": 4}
+    assert again.pairs() == ["mt", "mm"] and PretrainConfig(stage=1).pairs() == ["mm", "mv"]
+    assert parse_losses("M+V+T") == ["mm", "mv", "mt"] and parse_losses("none") == ["none"]
+    assert PretrainConfig(losses=["none"]).pairs() == []
+    with pytest.raises(ValueError, match="unknown pretrain options"):
+        PretrainConfig.from_dict({"lrr": 1})
+    with pytest.raises(ValueError, match="unknown losses"):
+        PretrainConfig(losses=["mx"]).pairs()
+
+
 def _worker(corpus: str, out_json: str) -> None:
     """One rank under torchrun; rank 0 writes the result."""
     from tmor.train.dist import init_distributed
