@@ -233,7 +233,11 @@ def show_cmd(
     from tmor.pipeline.pose.draw import find_clip, render
     from tmor.pipeline.pose.stage import load_pose
 
-    mp4, npz = find_clip(root, key)
+    try:
+        mp4, npz = find_clip(root, key)
+    except FileNotFoundError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from e
     pose = load_pose(npz)
     path = render(mp4, pose, output, tiles=tiles, cols=cols, tile_width=tile_width)
     typer.echo(f"{path}: {pose['keypoint'].shape[0]} people, {len(pose['frame_index'])} frames")
