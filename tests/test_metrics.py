@@ -145,3 +145,64 @@ def test_event_map_classes_and_thresholds() -> None:
     sc[9, 1] = 0.8  # 9..10: overlap 1/4 -> hit at 0.1 only
     r3 = M.event_map(M.scores_to_segments(sc, "v"), gt, num_classes=2)
     assert [r3[t]["ap"][1] for t in (0.1, 0.3, 0.5)] == [1.0, 0.0, 0.0]
+
+
+def _reference_ap(lst: list, ratio: float, ground: list) -> float:
+    """PKU-MMD evaluate.py's match + ap, restated loop for loop (Python 3) as the oracle."""
+
+    def overlap(p, g):
+        if int(p[0]) != int(g[0]) or p[4] != g[4]:
+            return 0
+        if max(p[2], g[2]) - min(p[1], g[1]) == 0:
+            return 0
+        return (min(p[2], g[2]) - max(p[1], g[1])) / (max(p[2], g[2]) - min(p[1], g[1]))
+
+    def calc_pr(positive, proposal, n_ground):
+        if proposal == 0 or n_ground == 0:
+            return 0, 0
+        return positive / proposal, positive / n_ground
+
+    lst = sorted(lst, key=lambda x: x[3])
+    cos_map = [-1] * len(lst)
+    count_map = [0] * len(ground)
+    for x in range(len(lst)):
+        for y in range(len(ground)):
+            if overlap(lst[x], ground[y]) < ratio:
+                continue
+            if overlap(lst[x], ground[y]) < overlap(lst[x], ground[cos_map[x]]):
+                continue
+            cos_map[x] = y
+        if cos_map[x] != -1:
+            count_map[cos_map[x]] += 1
+    positive = sum(c > 0 for c in count_map)
+    score, n_prop, n_ground = 0.0, len(lst), len(ground)
+    old_p, old_r = calc_pr(positive, n_prop, n_ground)
+    for x in range(len(lst)):
+        n_prop -= 1
+        if cos_map[x] == -1:
+            continue
+        count_map[cos_map[x]] -= 1
+        if count_map[cos_map[x]] == 0:
+            positive -= 1
+        p, r = calc_pr(positive, n_prop, n_ground)
+        old_p = max(old_p, p)
+        score += old_p * (old_r - r)
+        old_r = r
+    return score
+
+
+def test_event_ap_equals_reference_loop_on_random_segments() -> None:
+    rng = np.random.default_rng(1)
+    for trial in range(30):
+        ground, props = [], []
+        for v in ("a", "b", "c"):
+            for _ in range(rng.integers(0, 5)):
+                s = float(rng.integers(0, 80))
+                ground.append((0, s, s + float(rng.integers(1, 30)), 1.0, v))
+            for _ in range(rng.integers(0, 8)):
+                s = float(rng.integers(0, 80))
+                conf = float(rng.integers(0, 4)) / 4  # many ties in confidence
+                props.append((0, s, s + float(rng.integers(1, 30)), conf, v))
+        for theta in (0.1, 0.3, 0.5):
+            assert M.event_ap(props, theta, ground) == pytest.approx(
+                _reference_ap(props, theta, ground), abs=1e-12), (trial, theta)

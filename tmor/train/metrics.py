@@ -287,17 +287,46 @@ def _overlap(p: Segment, g: Segment) -> float:
 def _match(props: list[Segment], theta: float, ground: list[Segment]
            ) -> tuple[list[int], list[int], int]:
     """Each proposal -> index of its best ground truth with overlap >= theta (ties: the later
-    one), or -1; how many proposals hit each ground truth; how many ground truths are hit."""
+    one), or -1; how many proposals hit each ground truth; how many ground truths are hit.
+
+    Vectorized per (class, video): other pairs overlap 0, which never reaches theta > 0.
+    """
     cos_map = [-1] * len(props)
     count = [0] * len(ground)
-    for i, p in enumerate(props):
-        best = -np.inf
+    if theta <= 0:  # degenerate: every pair qualifies, as in the reference's loop
+        for i, p in enumerate(props):
+            best = -np.inf
+            for j, g in enumerate(ground):
+                o = _overlap(p, g)
+                if o >= theta and o >= best:
+                    best, cos_map[i] = o, j
+    else:
+        g_idx: dict[tuple[int, str], list[int]] = {}
         for j, g in enumerate(ground):
-            o = _overlap(p, g)
-            if o >= theta and o >= best:
-                best, cos_map[i] = o, j
-        if cos_map[i] != -1:
-            count[cos_map[i]] += 1
+            g_idx.setdefault((int(g[0]), g[4]), []).append(j)
+        p_idx: dict[tuple[int, str], list[int]] = {}
+        for i, p in enumerate(props):
+            p_idx.setdefault((int(p[0]), p[4]), []).append(i)
+        for key, pi in p_idx.items():
+            gi = g_idx.get(key)
+            if not gi:
+                continue
+            ps = np.array([props[i][1:3] for i in pi], np.float64)
+            gs = np.array([ground[j][1:3] for j in gi], np.float64)
+            inter = (np.minimum(ps[:, None, 1], gs[None, :, 1])
+                     - np.maximum(ps[:, None, 0], gs[None, :, 0]))
+            span = (np.maximum(ps[:, None, 1], gs[None, :, 1])
+                    - np.minimum(ps[:, None, 0], gs[None, :, 0]))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                o = np.where(span == 0, 0.0, inter / np.where(span == 0, 1.0, span))
+            ok = o >= theta
+            last = len(gi) - 1 - np.argmax(np.where(ok, o, -np.inf)[:, ::-1], axis=1)
+            for r, i in enumerate(pi):
+                if ok[r].any():
+                    cos_map[i] = gi[int(last[r])]
+    for j in cos_map:
+        if j != -1:
+            count[j] += 1
     return cos_map, count, sum(c > 0 for c in count)
 
 
