@@ -144,3 +144,18 @@ def test_zero_shot_with_video_averages_video_text_cosine(setup, tmp_path):
     assert r["top1"] == pytest.approx(float(np.mean(direct.argmax(1) == y)))
     assert r["mean_class_accuracy"] == pytest.approx(
         float(np.mean([(direct.argmax(1) == y)[y == c].mean() for c in np.unique(y)])))
+
+
+def test_label_ids_by_name_or_by_unnamed_integer():
+    from tmor.train.data import LoadedData, SkeletonSample
+    from tmor.train.zeroshot import label_ids
+
+    def smp(label: int, name: str | None) -> SkeletonSample:
+        z = np.zeros((1, 2, 25, 2), np.float32)
+        return SkeletonSample("s", z, z[..., 0], "ntu25", label=label, label_name=name)
+
+    named = LoadedData([smp(0, "Walking"), smp(1, "falling"), smp(2, "unknown")],
+                       ["walking", "falling", "unknown"])
+    assert label_ids(named, CLASSES).tolist() == [1, 0, -1]
+    unnamed = LoadedData([smp(2, "2"), smp(0, "0")], ["0", "1", "2"])
+    assert label_ids(unnamed, CLASSES).tolist() == [2, 0]

@@ -162,6 +162,12 @@ def run_classification(cfg: ClassifyConfig, train: LoadedData | None = None,
     train = train or load_split(cfg.data, cfg.split_train, cfg.data_layout, cfg.holdout)
     test = test or load_split(cfg.data, cfg.split_test, cfg.data_layout, cfg.holdout)
     classes = train.classes if len(train.classes) >= len(test.classes) else test.classes
+    dropped = {n: sum(s.label < 0 for s in d.samples) for n, d in (("train", train),
+                                                                     ("test", test))}
+    if any(dropped.values()):
+        log(f"skipping samples without a label: {dropped}")
+        train = LoadedData([s for s in train.samples if s.label >= 0], train.classes)
+        test = LoadedData([s for s in test.samples if s.label >= 0], test.classes)
     k = len(classes)
     if not train.samples or not test.samples:
         raise ValueError(f"empty split: {len(train.samples)} train, {len(test.samples)} test")

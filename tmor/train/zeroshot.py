@@ -117,7 +117,10 @@ def label_ids(data: LoadedData, names: list[str]) -> np.ndarray:
         name = s.label_name
         if name is None and 0 <= s.label < len(data.classes):
             name = data.classes[s.label]
-        out.append(idx.get(str(name).lower(), -1) if name is not None else -1)
+        i = idx.get(str(name).lower(), -1) if name is not None else -1
+        if i < 0 and 0 <= s.label < len(names) and str(name) == str(s.label):
+            i = s.label  # an unnamed integer label: the line of the names file
+        out.append(i)
     return np.asarray(out, np.int64)
 
 
