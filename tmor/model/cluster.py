@@ -226,9 +226,22 @@ def labels_from_graph(indptr: np.ndarray, indices: np.ndarray, min_samples: int,
     if not core.any():
         return labels
     core_ids = np.flatnonzero(core)
-    graph = sp.csr_matrix((np.ones(len(indices), np.int8), indices, indptr), shape=(n, n))
-    sub = graph[core_ids][:, core_ids]
-    _, comp = connected_components(sub, directed=False)
+    # the core-core subgraph, without copying the whole graph (memory: ~1 byte per edge extra)
+    keep = core[indices]
+    keep &= np.repeat(core, degree)
+    kept = np.zeros(n, dtype=np.int64)
+    rows_nz = degree > 0
+    kept[rows_nz] = np.add.reduceat(keep, indptr[:-1][rows_nz], dtype=np.int64)
+    sub_indptr = np.concatenate([[0], np.cumsum(kept)])
+    small = sub_indptr[-1] < 2**31 and n < 2**31
+    itype = np.int32 if small else np.int64
+    sub = sp.csr_matrix((np.ones(int(sub_indptr[-1]), np.int8),
+                         indices[keep].astype(itype, copy=False), sub_indptr.astype(itype)),
+                        shape=(n, n))
+    del keep
+    _, comp_all = connected_components(sub, directed=False)
+    del sub
+    _, comp = np.unique(comp_all[core_ids], return_inverse=True)
     # number clusters by their smallest core point (scikit-learn's order of discovery)
     first = np.full(comp.max() + 1, np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(first, comp, core_ids if ids is None else np.asarray(ids)[core_ids])
@@ -238,10 +251,12 @@ def labels_from_graph(indptr: np.ndarray, indices: np.ndarray, min_samples: int,
     # border points: the smallest cluster id among their core neighbours
     border = np.flatnonzero(~core & (degree > 0))
     if len(border):
-        bg = graph[border].tocoo()
-        nb = bg.col
+        cnt = degree[border]
+        rows = np.repeat(np.arange(len(border)), cnt)
+        offs = np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        nb = indices[np.repeat(indptr[border], cnt) + offs].astype(np.int64)
         is_core = core[nb]
-        rows, nb = bg.row[is_core], nb[is_core]
+        rows, nb = rows[is_core], nb[is_core]
         best = np.full(len(border), np.iinfo(np.int64).max)
         np.minimum.at(best, rows, labels[nb])
         has = best != np.iinfo(np.int64).max
