@@ -1,0 +1,1 @@
+"""Pre-training, transfer (linear probe, fine-tune, detection, zero-shot) and metrics."""
