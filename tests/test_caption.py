@@ -128,3 +128,26 @@ def test_no_model_loaded_when_every_clip_has_text():
     off = CaptionStage(CaptionConfig(zero_shot=False))
     r = list(off.process(iter([Sample("k2", _row("k2"))])))[0]
     assert r.error.error_class == ErrorClass.BAD_INPUT
+
+
+def test_cli_encoder_info_and_name_clips(tmp_path):
+    from typer.testing import CliRunner
+
+    from tmor.cli import data_app
+    from tmor.pipeline.vl.tiny import write_open_clip
+
+    clip = VIDEOS / CLIPS[0]
+    if not clip.is_file():
+        pytest.skip(f"real test clip not found: {clip}")
+    spec = write_open_clip(tmp_path, seed=1)
+    info = CliRunner().invoke(data_app, ["encoder-info", spec, "--device", "cpu"])
+    assert info.exit_code == 0, info.output
+    assert json.loads(info.output.strip().splitlines()[-1])["dim"] == 32
+    vocab = tmp_path / "v.txt"
+    vocab.write_text("\n".join(VOCAB))
+    out = CliRunner().invoke(data_app, ["name-clips", str(clip), "--model", spec, "--vocabulary",
+                                        str(vocab), "--top-k", "2", "--device", "cpu"])
+    assert out.exit_code == 0, out.output
+    row = json.loads(out.output.strip().splitlines()[-1])
+    assert row["path"] == str(clip) and len(row["caption_topk"]) == 2
+    assert row["caption"] == f"a person {row['caption_topk'][0][0]}."
