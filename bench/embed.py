@@ -7,9 +7,9 @@ stage: ``EmbedStage.process`` on mp4 bytes (PyAV decode of 8 frames at the ViCLI
 naive: per clip, OpenCV decodes every frame, keeps 8 at the same stride, cv2.resize to 224,
        then one forward for that clip's video and one for its text.
 limit: the encoder's forward alone (video + text) on the same clips pre-decoded, in batches.
-Each is run ``--repeats`` times; medians and ratios are printed. Inputs: the real clips of
-../shared/data/videos, repeated to ``--clips``. Random-weight models go through the same
-checkpoint loading as real weights.
+Each is run ``--repeats`` times (interleaved); medians and ratios are printed. Inputs: the
+real clips of ../shared/data/videos, repeated to ``--clips``. Random-weight models go through
+the same checkpoint loading as real weights.
 """
 
 from __future__ import annotations
@@ -68,13 +68,16 @@ def limit(encoder, decoded: np.ndarray, captions: list[str], batch: int) -> None
         encoder.encode_text(captions[i:i + batch])
 
 
-def timed(fn, repeats: int) -> float:
-    times = []
+def timed(fns: dict, repeats: int) -> dict[str, float]:
+    """Median seconds of each function; runs are interleaved so that load drift on a shared
+    machine falls on all of them alike."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def main() -> None:
@@ -118,9 +121,10 @@ def main() -> None:
 
     limit(encoder, decoded[: args.batch_size], captions[: args.batch_size], args.batch_size)
     assert stage_run(stage, samples[:2]) == 2  # warm-up
-    t_stage = timed(lambda: stage_run(stage, samples), args.repeats)
-    t_naive = timed(lambda: naive(encoder, paths, captions), args.repeats)
-    t_limit = timed(lambda: limit(encoder, decoded, captions, args.batch_size), args.repeats)
+    t = timed({"stage": lambda: stage_run(stage, samples),
+               "naive": lambda: naive(encoder, paths, captions),
+               "limit": lambda: limit(encoder, decoded, captions, args.batch_size)}, args.repeats)
+    t_stage, t_naive, t_limit = t["stage"], t["naive"], t["limit"]
     n = len(paths)
     for name, t in (("stage", t_stage), ("naive (a)", t_naive), ("limit (b)", t_limit)):
         print(f"{name:10s} {n / t:9.2f} clips/s  (median of {args.repeats}: {t:.2f} s)")
