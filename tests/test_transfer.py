@@ -28,7 +28,7 @@ def scratch(pkl):
 
     out = pkl.parent / "scratch"
     res = CliRunner().invoke(train_app, [
-        "finetune", "--data", str(pkl), "--out", str(out), "--epochs", "5",
+        "finetune", "--data", str(pkl), "--out", str(out), "--epochs", "8",
         "--optimizer", "adamw", "--lr", "1e-3", *COMMON])
     assert res.exit_code == 0, res.output
     return out, res.output
@@ -65,12 +65,14 @@ def test_finetune_from_scratch_beats_chance(pkl, scratch):
     summary = json.loads(output.strip().splitlines()[-1])
     r = json.loads((out / "results.json").read_text())
     k = len(r["classes"])
-    # the last epoch (not the best one picked on the test set) beats both chance levels
-    assert r["last"]["top1"] > _majority_rate(pkl, "test")
-    assert r["last"]["mean_class_accuracy"] > 1 / k
+    # the last epoch (not the best one picked on the test set) beats chance: mean per-class
+    # accuracy (1/K for any constant or random guess) with a margin, and top-1 at least matches
+    # always answering the most frequent test class
+    assert r["last"]["mean_class_accuracy"] > 1.5 / k
+    assert r["last"]["top1"] >= _majority_rate(pkl, "test")
     assert summary["last_top1"] == pytest.approx(r["last"]["top1"])
     assert r["best"]["top1"] >= r["last"]["top1"]
-    assert len(r["history"]) == 5 and r["num_test"] == sum(r["confusion"][i][j] for i in range(k)
+    assert len(r["history"]) == 8 and r["num_test"] == sum(r["confusion"][i][j] for i in range(k)
                                                            for j in range(k))
     assert (out / "confusion.png").read_bytes()[:4] == b"\x89PNG"
     enc = load_encoder(str(out / "best.pt"))
@@ -93,7 +95,7 @@ def test_linear_probe_from_checkpoint_keeps_encoder_frozen(pkl, scratch):
     assert res.exit_code == 0, res.output
     r = json.loads((out / "results.json").read_text())
     assert r["init"] == str(init) and r["mode"] == "linear"
-    assert r["last"]["top1"] > _majority_rate(pkl, "test")
+    assert r["last"]["mean_class_accuracy"] > 1 / len(r["classes"])
     before, after = load_checkpoint(str(init))["encoder"], load_checkpoint(str(out / "last.pt"))
     for name, w in before.items():
         assert torch.equal(w, after["encoder"][name]), name
@@ -181,7 +183,7 @@ def test_finetune_and_linear_probe_from_pretrain_checkpoint(pkl, pretrained):
         data=str(pkl), out=str(pkl.parent / "ft_pre"), init=str(pretrained), epochs=4,
         batch_size=8, optimizer="adamw", lr=1e-3, device="cpu"), **quiet)
     assert ft["input_spec"] == {"frames": 16, "channels": 2, "max_persons": 1, "layout": None}
-    assert ft["last"]["top1"] > _majority_rate(pkl, "test")
+    assert ft["last"]["mean_class_accuracy"] > 1 / len(ft["classes"])
     lp = run_classification(ClassifyConfig(
         data=str(pkl), out=str(pkl.parent / "lp_pre"), init=str(pretrained), mode="linear",
         epochs=30, batch_size=8, optimizer="adamw", device="cpu"), **quiet)
