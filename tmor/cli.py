@@ -327,11 +327,35 @@ def import_cmd(
     layout: str = typer.Option("coco17", help="joint layout of a pyskl pickle's keypoints"),
     fps: float = typer.Option(30.0, help="frame rate of a pyskl pickle's sequences"),
     samples_per_shard: int = typer.Option(1000, help="samples per triplet shard"),
+    labels: list[str] = typer.Option(
+        None, "--labels", help="untrimmed: per-sequence label files (PKU-MMD style "
+        "label,start,end a line), paired with the skeleton files by name"),
+    classes: str = typer.Option(None, help="untrimmed: class names, one a line, in id order"),
+    label_offset: int = typer.Option(0, help="untrimmed: added to label ids (1-based ids: -1)"),
 ) -> None:
-    """Import existing skeletons as skeleton-only triplet shards into <root>/triplets."""
+    """Import existing skeletons as skeleton-only triplet shards into <root>/triplets.
+
+    With --labels, sequences are untrimmed with per-frame labels (for `tmor-train detect`)."""
     import json
 
     from tmor.shards.importers import import_files
+
+    if labels:
+        from pathlib import Path
+
+        from tmor.shards.import_untrimmed import import_pku_style
+
+        if classes is None:
+            raise typer.BadParameter("--labels needs --classes names.txt")
+        names = [n.strip() for n in Path(classes).read_text().splitlines() if n.strip()]
+        try:
+            summary = import_pku_style(paths, labels, root, names, fps=fps,
+                                       layout=layout if fmt else "ntu25",
+                                       label_offset=label_offset)
+        except ValueError as e:
+            raise typer.BadParameter(str(e)) from None
+        typer.echo(json.dumps({k: v for k, v in summary.items() if k != "split"}, default=str))
+        return
 
     kwargs = {"layout": layout, "fps": fps} if (fmt == "pyskl" or (
         len(paths) == 1 and paths[0].endswith((".pkl", ".pickle")))) else {}

@@ -158,6 +158,10 @@ def import_pku_style(
             kp3, score = (imp.read_ntu_skeleton(sk) if sk.endswith(".skeleton")
                           else imp.read_ntu_npy(sk))
         segs = read_label_file(lab, label_offset=label_offset)
+        bad = [c for c, _, _ in segs if not 0 <= c < len(classes)]
+        if bad:
+            raise ValueError(f"{lab}: class ids {sorted(set(bad))} outside 0..{len(classes) - 1}"
+                             " (1-based label files need label_offset=-1)")
         anns.append(untrimmed_annotation(stem, kp3[..., :2], score, segs, layout, fps, kp3))
     if out.endswith((".pkl", ".pickle")):
         return write_untrimmed_pickle(out, anns, list(classes), split)
