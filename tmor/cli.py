@@ -580,12 +580,10 @@ def detect_cmd(
     config: str = T_CONFIG,
 ) -> None:
     """Frame-wise multi-label detection on untrimmed sequences; frame and event mAP."""
-    from tmor.train.detect import DetectConfig, run_detection
-
     values = dict(locals())
     values.pop("config")
-    values.pop("DetectConfig")
-    values.pop("run_detection")
+    from tmor.train.detect import DetectConfig, run_detection
+
     cfg = _transfer_config(DetectConfig, "detect", config, values)
     results = run_detection(cfg, log=typer.echo)
     _print_summary(results, ("frame_map_tsu", "frame_map_charades", "event_map"))
@@ -609,12 +607,11 @@ def zero_shot_cmd(
     config: str = T_CONFIG,
 ) -> None:
     """Zero-shot classification by cosine between motion and class-prompt text embeddings."""
+    values = {k: v for k, v in locals().items() if k not in ("config", "template")}
     import json
 
     from tmor.train.zeroshot import ZeroShotConfig, run_zero_shot
 
-    values = {k: v for k, v in locals().items() if k not in (
-        "config", "json", "ZeroShotConfig", "run_zero_shot", "template")}
     values["templates"] = list(template) if template else None
     cfg = _transfer_config(ZeroShotConfig, "zero_shot", config, values)
     r = run_zero_shot(cfg, log=typer.echo)
