@@ -57,8 +57,9 @@ test: venv ffmpeg
 lint: venv
 	$(BIN)/ruff check tmor tests bench
 
+# every benchmark with its defaults (minutes each on a CPU); see each script's --help
 bench: venv ffmpeg
-	for b in bench/*.py; do $(BIN)/python $$b --quick || exit 1; done
+	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) quickstart .pytest_cache

@@ -35,6 +35,7 @@ from tmor.shards.codec import Triplet  # noqa: E402
 from tmor.shards.index import write_index  # noqa: E402
 from tmor.shards.reader import ReaderConfig, make_loader  # noqa: E402
 from tmor.shards.writer import write_triplet_shards  # noqa: E402
+from tmor.train.windows import as_coco_pixels  # noqa: E402
 
 SKELETONS = ROOT.parent / "shared" / "data" / "skeletons"
 H100_STEP_SAMPLES_PER_S = 2200.0
@@ -42,21 +43,8 @@ H100_STEP_SAMPLES_PER_S = 2200.0
 
 def real_sequences() -> list[tuple[np.ndarray, np.ndarray, str]]:
     """(keypoint (M,T,17,2) pixels, score (M,T,17), label) of every real skeleton file."""
-    from tmor.pipeline.pose.layouts import convert
-    from tmor.shards.importers import fsd10_triplet, kinect_triplet, ntu_triplet
-
-    out = []
-    for p in sorted(SKELETONS.glob("*/*")):
-        if p.suffix == ".csv":
-            t = kinect_triplet(str(p))
-        elif "fsd" in p.name:
-            t = fsd10_triplet(str(p))
-        else:
-            t = ntu_triplet(str(p))
-        kp, sc = convert(t.keypoint, t.keypoint_score, t.layout, "coco17")
-        px = np.stack([kp[..., 0] * 200 + 320, -kp[..., 1] * 200 + 240], -1).astype(np.float32)
-        out.append((px, sc.astype(np.float32), str(t.label)))
-    return out
+    paths = sorted(p for p in SKELETONS.glob("*/*") if p.suffix in (".csv", ".npy"))
+    return [as_coco_pixels(str(p)) for p in paths]
 
 
 def build_corpus(root: str, samples: int, shard_size: int) -> None:

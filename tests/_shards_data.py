@@ -38,19 +38,9 @@ def skeleton_files() -> list[Path]:
 
 def coco_pixels(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
     """A real skeleton file as the pose stage would store it: COCO-17 pixel keypoints."""
-    from tmor.pipeline.pose.layouts import convert
-    from tmor.shards.importers import fsd10_triplet, kinect_triplet, ntu_triplet
+    from tmor.train.windows import as_coco_pixels
 
-    if path.suffix == ".csv":
-        t = kinect_triplet(str(path))
-    elif "fsd" in path.name:
-        t = fsd10_triplet(str(path))
-    else:
-        t = ntu_triplet(str(path))
-    kp, sc = convert(t.keypoint, t.keypoint_score, t.layout, "coco17")
-    flip = -1.0 if t.layout == "ntu25" else 1.0  # Kinect y points up, image y down
-    px = np.stack([kp[..., 0] * 200 + 320, flip * kp[..., 1] * 200 + 240], -1)
-    return px.astype(np.float32), sc.astype(np.float32), str(t.label)
+    return as_coco_pixels(str(path))
 
 
 def pose_npz(kp: np.ndarray, sc: np.ndarray) -> bytes:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -343,6 +343,15 @@ def detect_format(path: str) -> str:
     raise ValueError(f"{path}: unknown skeleton format")
 
 
+def read_triplet(path: str, fmt: str | None = None) -> Triplet:
+    """One NTU / Kinect CSV / FSD-10 skeleton file as a skeleton-only triplet."""
+    readers = {"ntu": ntu_triplet, "kinect_csv": kinect_triplet, "fsd10": fsd10_triplet}
+    f = fmt or detect_format(path)
+    if f not in readers:
+        raise ValueError(f"{path}: unknown format {f!r}")
+    return readers[f](path)
+
+
 def import_files(
     paths: Iterable[str], out_root: str, fmt: str | None = None, samples_per_shard: int = 1000,
     **kwargs: Any,
@@ -354,16 +363,8 @@ def import_files(
             raise ValueError("import one pyskl pickle at a time")
         return import_pyskl(paths[0], out_root, samples_per_shard=samples_per_shard, **kwargs)
 
-    readers = {"ntu": ntu_triplet, "kinect_csv": kinect_triplet, "fsd10": fsd10_triplet}
-
-    def gen() -> Iterator[Triplet]:
-        for p in paths:
-            f = fmt or detect_format(p)
-            if f not in readers:
-                raise ValueError(f"{p}: unknown format {f!r}")
-            yield readers[f](p)
-
-    return write_imported(out_root, gen(), samples_per_shard, {"formats": fmt or "auto"})
+    triplets = (read_triplet(p, fmt) for p in paths)
+    return write_imported(out_root, triplets, samples_per_shard, {"formats": fmt or "auto"})
 
 
 def write_imported(

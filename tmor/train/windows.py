@@ -74,3 +74,16 @@ def write_window_corpus(out_root: str, windows: list[Window], samples_per_shard:
 
     write_imported(out_root, gen(), samples_per_shard, {"format": "skeleton_windows"})
     return shard_urls(os.path.join(out_root, "triplets"))
+
+
+def as_coco_pixels(path: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """A real skeleton file as the pose stage would store it: COCO-17 keypoints in pixels of a
+    640x480 frame (metres x 200 around its centre; Kinect / NTU y points up, so it is flipped)."""
+    from tmor.pipeline.pose.layouts import convert
+    from tmor.shards.importers import read_triplet
+
+    t = read_triplet(path)
+    kp, sc = convert(t.keypoint, t.keypoint_score, t.layout, "coco17")
+    flip = -1.0 if t.layout == "ntu25" else 1.0
+    px = np.stack([kp[..., 0] * 200 + 320, flip * kp[..., 1] * 200 + 240], -1)
+    return px.astype(np.float32), sc.astype(np.float32), str(t.label)
