@@ -30,12 +30,14 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # tests/_windows.py: real skeleton windows
+
+from _windows import as_coco_pixels  # noqa: E402
 
 from tmor.shards.codec import Triplet  # noqa: E402
 from tmor.shards.index import write_index  # noqa: E402
 from tmor.shards.reader import ReaderConfig, make_loader  # noqa: E402
 from tmor.shards.writer import write_triplet_shards  # noqa: E402
-from tmor.train.windows import as_coco_pixels  # noqa: E402
 
 SKELETONS = ROOT.parent / "shared" / "data" / "skeletons"
 H100_STEP_SAMPLES_PER_S = 2200.0

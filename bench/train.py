@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -23,11 +24,13 @@ import numpy as np
 import torch
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # tests/_windows.py
 
 
 def real_batch(n: int, frames: int, dim: int) -> dict:
-    from tmor.shards.transforms import to_ctvm
-    from tmor.train.windows import skeleton_windows
+    from _windows import skeleton_windows
+
+    from tmor.skeleton.transforms import to_ctvm
 
     wins = skeleton_windows(str(DATA), frames=frames, stride=max(frames // 4, 1))[:n]
     while len(wins) < n:

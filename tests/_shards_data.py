@@ -38,7 +38,7 @@ def skeleton_files() -> list[Path]:
 
 def coco_pixels(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
     """A real skeleton file as the pose stage would store it: COCO-17 pixel keypoints."""
-    from tmor.train.windows import as_coco_pixels
+    from _windows import as_coco_pixels
 
     return as_coco_pixels(str(path))
 

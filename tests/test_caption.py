@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tmor.pipeline.errors import ErrorClass
+from tmor.errors import ErrorClass
 from tmor.pipeline.stage import Sample
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -133,7 +133,7 @@ def test_no_model_loaded_when_every_clip_has_text():
 def test_cli_encoder_info_and_name_clips(tmp_path):
     from typer.testing import CliRunner
 
-    from tmor.cli import data_app
+    from tmor.cli.data import app as data_app
     from tmor.pipeline.vl.tiny import write_open_clip
 
     clip = VIDEOS / CLIPS[0]

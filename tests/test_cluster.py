@@ -51,8 +51,9 @@ def test_real_skeleton_embeddings_match_sklearn() -> None:
     """Embedding set: flattened normalized real skeleton windows (NTU + FallFree, 3D)."""
     if not DATA.is_dir():
         pytest.skip(f"shared test data not found at {DATA}")
-    from tmor.shards.transforms import to_ctvm
-    from tmor.train.windows import skeleton_windows
+    from _windows import skeleton_windows
+
+    from tmor.skeleton.transforms import to_ctvm
 
     wins = skeleton_windows(str(DATA), frames=16, stride=2)
     x = np.stack([to_ctvm(w.keypoint_3d, w.score, "ntu25", frames=16, max_persons=1,

@@ -39,7 +39,7 @@ def det_pkl(tmp_path_factory):
 
 
 def test_detect_finetune_end_to_end_event_map_from_output(det_pkl):
-    from tmor.cli import train_app
+    from tmor.cli.train import app as train_app
     from tmor.train import metrics as M
 
     out = det_pkl.parent / "ft"

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tmor.pipeline.errors import ErrorClass
+from tmor.errors import ErrorClass
 from tmor.pipeline.stage import Sample
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -56,23 +56,24 @@ def test_frame_indices_follow_viclip_stride():
 
 
 def test_checkpoint_loads_through_spec(spec, encoder):
-    from tmor.pipeline.vl import sha256_file
+    from tmor.hashing import file_sha256
     from tmor.pipeline.vl.openclip_encoder import OpenClipEncoder
 
     ckpt = spec.rsplit(":", 1)[1]
     assert isinstance(encoder, OpenClipEncoder)
-    assert encoder.sha256 == sha256_file(ckpt)
+    assert encoder.sha256 == file_sha256(ckpt)
     assert encoder.model_id == "open_clip:tmor-tiny-clip:tmor-tiny-clip.pt"
     assert (encoder.dim, encoder.num_frames, encoder.image_size) == (32, 8, 224)
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
-    from tmor.pipeline.vl import EncoderUnavailableError, load_encoder
+    from tmor.errors import PluginUnavailable
+    from tmor.pipeline.vl import load_encoder
 
     missing = tmp_path / "ViT-B-32-laion.pt"
-    with pytest.raises(EncoderUnavailableError, match=str(missing)):
+    with pytest.raises(PluginUnavailable, match=str(missing)):
         load_encoder(f"open_clip:ViT-B-32:{missing}", device="cpu")
-    with pytest.raises(EncoderUnavailableError, match="ViCLIP checkpoint not found"):
+    with pytest.raises(PluginUnavailable, match="ViCLIP checkpoint not found"):
         load_encoder(f"viclip:{tmp_path / 'ViClip-InternVid-10M-FLT.pth'}", device="cpu")
     with pytest.raises(ValueError, match="unknown encoder"):
         load_encoder("clip4clip:x", device="cpu")

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rangeserver import RangeServer  # noqa: E402
 
-from tmor.pipeline.errors import ErrorClass, SampleError  # noqa: E402
+from tmor.errors import ErrorClass, SampleError  # noqa: E402
 from tmor.pipeline.fetch import FetchConfig, FetchStage  # noqa: E402
 from tmor.pipeline.fetch_errors import classify_exception, classify_text  # noqa: E402
 from tmor.pipeline.fetch_ffmpeg import probe_clip, run_bounded  # noqa: E402

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tmor.pipeline.pose import layouts as L
+from tmor.skeleton import layouts as L
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 NTU = DATA / "skeletons" / "ntu_sample" / "ntu60_A005_drop.npy"

@@ -7,9 +7,9 @@ import math
 
 import torch
 
-from tmor.model.augment import augment, spatial_transform, temporal_crop
 from tmor.model.losses import cluster_contrastive_loss, effective_clusters, positive_mask
 from tmor.model.queue import FeatureQueue
+from tmor.skeleton.augment import augment, spatial_transform, temporal_crop
 
 
 def _direct_loss(q, c, pos_sets, tau):

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tmor.pipeline.errors import ErrorClass
-from tmor.pipeline.pose import BackendUnavailable
-from tmor.pipeline.pose.stage import PoseConfig, PoseStage, load_pose
+from tmor.errors import ErrorClass, PluginUnavailable
+from tmor.pipeline.pose.stage import PoseConfig, PoseStage
 from tmor.pipeline.stage import Sample
+from tmor.skeleton.npz import decode_pose
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 VIDEOS = DATA / "videos"
@@ -84,7 +84,7 @@ def test_people_found_in_every_clip_with_the_contract_arrays(results):
     for name in _clips():
         r = results[Path(name).stem]
         assert r.ok and "no_person" not in r.flags, name
-        p = load_pose(r.members["pose.npz"])
+        p = decode_pose(r.members["pose.npz"])
         m, t = p["keypoint"].shape[:2]
         assert p["keypoint"].shape == (m, t, 17, 2) and p["keypoint"].dtype == np.float32
         assert p["keypoint_score"].shape == (m, t, 17) and p["box"].shape == (m, t, 4)
@@ -113,7 +113,7 @@ def test_two_person_clips_give_two_tracks_that_do_not_swap(results):
     for name, row in _clips().items():
         if row["people"] != "2":
             continue
-        p = load_pose(results[Path(name).stem].members["pose.npz"])
+        p = decode_pose(results[Path(name).stem].members["pose.npz"])
         assert p["keypoint"].shape[0] == 2, name
         x = _hip_x(p)
         both = ~np.isnan(x).any(0)
@@ -136,7 +136,7 @@ def test_single_person_clips_have_one_dominant_track(results):
     for name, row in _clips().items():
         if row["people"] != "1":
             continue
-        p = load_pose(results[Path(name).stem].members["pose.npz"])
+        p = decode_pose(results[Path(name).stem].members["pose.npz"])
         present = np.abs(p["box"]).sum(-1) > 0
         assert present[0].sum() >= 0.8 * present.shape[1], name
         ranks = [_rank(p, i) for i in range(present.shape[0])]
@@ -153,7 +153,7 @@ def _kinect(name: str) -> np.ndarray:
 def test_fallfree_hip_trajectory_matches_the_kinect_skeleton(results):
     if not KINECT.is_dir():
         pytest.skip(f"FallFree Kinect skeletons not found at {KINECT}")
-    p = load_pose(results["fallfree_fall_1_55_3"].members["pose.npz"])
+    p = decode_pose(results["fallfree_fall_1_55_3"].members["pose.npz"])
     kin = _kinect("Fall-1-55-3_Skeleton.csv")  # (175, 25, 3), same frames as the video
     idx = p["frame_index"]
     assert kin.shape[0] == 175 and idx.max() < 175
@@ -167,13 +167,13 @@ def test_fallfree_hip_trajectory_matches_the_kinect_skeleton(results):
 
 
 def test_unknown_backend_missing_model_and_2d_lift_fail_at_setup(tmp_path):
-    with pytest.raises(BackendUnavailable, match="unknown pose backend"):
+    with pytest.raises(PluginUnavailable, match="unknown pose backend"):
         PoseStage(PoseConfig(backend="openpose")).setup()
-    with pytest.raises(BackendUnavailable, match="not found"):
+    with pytest.raises(PluginUnavailable, match="not found"):
         PoseStage(PoseConfig(model=str(tmp_path / "nope-pose.pt"))).setup()
-    with pytest.raises(BackendUnavailable, match="lift 3d"):
+    with pytest.raises(PluginUnavailable, match="lift 3d"):
         PoseStage(PoseConfig(model=str(YOLO), lift="3d")).setup()
-    with pytest.raises(BackendUnavailable, match="pip install rtmlib"):
+    with pytest.raises(PluginUnavailable, match="pip install rtmlib"):
         PoseStage(PoseConfig(backend="rtmlib", model=str(tmp_path / "rtmo.onnx"))).setup()
-    with pytest.raises(BackendUnavailable, match="mim install"):
+    with pytest.raises(PluginUnavailable, match="mim install"):
         PoseStage(PoseConfig(backend="mmpose")).setup()

@@ -9,9 +9,10 @@ import pytest
 
 from tmor.pipeline import video
 from tmor.pipeline.pose import get_backend
-from tmor.pipeline.pose.stage import PoseConfig, PoseStage, load_pose
+from tmor.pipeline.pose.stage import PoseConfig, PoseStage
 from tmor.pipeline.pose.tracking import Detections, Tracker
 from tmor.pipeline.stage import Sample
+from tmor.skeleton.npz import decode_pose
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 VIDEOS = DATA / "videos"
@@ -32,7 +33,7 @@ def _run(cfg: PoseConfig, name: str) -> dict:
     finally:
         stage.teardown()
     assert result.ok, result.error
-    return load_pose(result.members["pose.npz"])
+    return decode_pose(result.members["pose.npz"])
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tmor.pipeline.pose.stage import PoseConfig, PoseStage, load_pose
+from tmor.pipeline.pose.stage import PoseConfig, PoseStage
 from tmor.pipeline.stage import Sample
 from tmor.shards.tario import read_tar_samples, write_tar_samples
+from tmor.skeleton.npz import decode_pose
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CLIP = DATA / "videos" / "ucf101_archery.avi"
@@ -35,7 +36,7 @@ def root(tmp_path_factory):
 def test_show_writes_a_contact_sheet_and_an_mp4(root, tmp_path):
     from typer.testing import CliRunner
 
-    from tmor.cli import data_app
+    from tmor.cli.data import app as data_app
     from tmor.pipeline import video
 
     sheet = tmp_path / "sheet.png"
@@ -53,7 +54,7 @@ def test_show_writes_a_contact_sheet_and_an_mp4(root, tmp_path):
     r = CliRunner().invoke(data_app, ["show", "archery01", "--root", str(root), "-o", str(out)])
     assert r.exit_code == 0, r.output
     shard = read_tar_samples(str(root / "pose" / "000003.tar"))
-    pose = load_pose(shard["archery01"]["pose.npz"])
+    pose = decode_pose(shard["archery01"]["pose.npz"])
     info = video.probe(out)
     assert info.frames == len(pose["frame_index"]) and (info.width, info.height) == (320, 240)
 

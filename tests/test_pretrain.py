@@ -3,7 +3,7 @@ the loss falls, clusters form, checkpoints reload; 2-process gloo DDP equals one
 same global batch; kill -9 mid-epoch + resume gives the uninterrupted loss sequence.
 
 The encoder is the UNIK block structure at width 8 (``base_channels``) so that CPU steps are
-tiny; the frozen video / text embeddings are seeded stand-ins (see tmor.train.windows)."""
+tiny; the frozen video / text embeddings are seeded stand-ins (see tests/_windows.py)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def _cfg(shards: str, out: Path, **kw):
 def corpus(tmp_path_factory) -> str:
     if not DATA.is_dir():
         pytest.skip(f"shared test data not found at {DATA}")
-    from tmor.train.windows import skeleton_windows, write_window_corpus
+    from _windows import skeleton_windows, write_window_corpus
 
     root = tmp_path_factory.mktemp("corpus")
     write_window_corpus(str(root), skeleton_windows(str(DATA), frames=16, stride=8))
@@ -60,7 +60,8 @@ def _losses(out: Path) -> np.ndarray:
 def test_loss_falls_clusters_form_checkpoint_reloads(corpus: str, tmp_path: Path) -> None:
     from tmor.model.checkpoint import load_checkpoint
     from tmor.model.cluster import dbscan_cosine
-    from tmor.train.pretrain import embed_to_parquet, run_pretrain
+    from tmor.train.embed import embed_to_parquet
+    from tmor.train.pretrain import run_pretrain
 
     out = tmp_path / "run"
     summary = run_pretrain(_cfg(corpus, out, epochs=1, epoch_samples=128, lr=0.2))
@@ -140,6 +141,7 @@ def _steps(corpus: str, ctx) -> dict:
 
 
 def test_config_yaml_roundtrip_and_losses(tmp_path: Path) -> None:
+    from tmor.config import build
     from tmor.train.config import PretrainConfig, parse_losses
 
     cfg = PretrainConfig(shards="a/{000000..000003}.tar", stage=2, losses=["mt", "mm"], lr=0.3)
@@ -149,8 +151,8 @@ def test_config_yaml_roundtrip_and_losses(tmp_path: Path) -> None:
     assert again.pairs() == ["mt", "mm"] and PretrainConfig(stage=1).pairs() == ["mm", "mv"]
     assert parse_losses("M+V+T") == ["mm", "mv", "mt"] and parse_losses("none") == ["none"]
     assert PretrainConfig(losses=["none"]).pairs() == []
-    with pytest.raises(ValueError, match="unknown pretrain options"):
-        PretrainConfig.from_dict({"lrr": 1})
+    with pytest.raises(ValueError, match="unknown option 'lrr'"):
+        build(PretrainConfig, {"lrr": 1})
     with pytest.raises(ValueError, match="unknown losses"):
         PretrainConfig(losses=["mx"]).pairs()
 
@@ -198,8 +200,8 @@ def test_kill_and_resume_matches_uninterrupted(corpus: str, tmp_path: Path) -> N
         return path
 
     def run(out: Path) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "tmor.train.pretrain",
-                                 str(cfg_file(out))], env=_env(), cwd=ROOT,
+        return subprocess.Popen([sys.executable, "-m", "tmor.cli.train", "pretrain",
+                                 "--config", str(cfg_file(out))], env=_env(), cwd=ROOT,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     a, b = tmp_path / "a", tmp_path / "b"

@@ -18,7 +18,7 @@ from tmor.pipeline.runner import RunnerOptions
 from tmor.shards.exporters import export_pyskl
 from tmor.shards.reader import ReaderConfig, SkeletonDataset, TripletStream, make_loader
 from tmor.shards.tario import UnsafeTarError
-from tmor.shards.transforms import to_ctvm
+from tmor.skeleton.transforms import to_ctvm
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tmor.errors import ErrorClass, SampleError
 from tmor.manifests import ledger as L
 from tmor.manifests.inputs import read_inputs
 from tmor.manifests.plan import write_plan
-from tmor.pipeline.errors import ErrorClass, SampleError
 from tmor.pipeline.executors import run_stage
 from tmor.pipeline.runner import RunnerOptions, SlurmOptions
 from tmor.pipeline.stage import Result, Sample, Stage

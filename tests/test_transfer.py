@@ -24,7 +24,7 @@ def pkl(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def scratch(pkl):
-    from tmor.cli import train_app
+    from tmor.cli.train import app as train_app
 
     out = pkl.parent / "scratch"
     res = CliRunner().invoke(train_app, [
@@ -84,7 +84,7 @@ def test_finetune_from_scratch_beats_chance(pkl, scratch):
 def test_linear_probe_from_checkpoint_keeps_encoder_frozen(pkl, scratch):
     import torch
 
-    from tmor.cli import train_app
+    from tmor.cli.train import app as train_app
     from tmor.model.checkpoint import load_checkpoint
 
     init = scratch[0] / "best.pt"
@@ -153,10 +153,10 @@ def pretrained(tmp_path_factory):
     """A real (tiny, 2-step) stage-1 pre-training run on the shared window corpus."""
     require_data()
     from _transfer_data import DATA
+    from _windows import skeleton_windows, write_window_corpus
 
     from tmor.train.config import PretrainConfig
     from tmor.train.pretrain import run_pretrain
-    from tmor.train.windows import skeleton_windows, write_window_corpus
 
     root = tmp_path_factory.mktemp("pretrain")
     write_window_corpus(str(root / "corpus"), skeleton_windows(str(DATA), frames=16, stride=8))
@@ -193,7 +193,7 @@ def test_finetune_and_linear_probe_from_pretrain_checkpoint(pkl, pretrained):
 
 
 def test_yaml_config_sets_options_and_cli_overrides(pkl, tmp_path):
-    from tmor.cli import train_app
+    from tmor.cli.train import app as train_app
 
     cfg = tmp_path / "run.yaml"
     cfg.write_text(f"linear_probe:\n  epochs: 2\n  out: {tmp_path / 'from_yaml'}\n"

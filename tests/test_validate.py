@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests._shards_data import import_all
-from tmor.cli import data_app
+from tmor.cli.data import app as data_app
 from tmor.shards.codec import decode_triplet, encode_triplet, npy_bytes
 from tmor.shards.reader import ReaderConfig, make_loader
 from tmor.shards.tario import UnsafeTarError, read_tar_samples, write_tar_samples

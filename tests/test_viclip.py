@@ -133,7 +133,7 @@ def frames():
 
 
 def test_released_layout_loads_every_tensor(released, encoder):
-    from tmor.pipeline.vl import sha256_file
+    from tmor.hashing import file_sha256
 
     path, sd = released
     own = encoder.model.state_dict()
@@ -143,7 +143,7 @@ def test_released_layout_loads_every_tensor(released, encoder):
     c = encoder.model.config
     assert (c.vision_layers, c.text_layers, c.num_frames, c.image_size, c.context_length) == (
         LAYERS, LAYERS, T, RES, CTX)
-    assert encoder.dim == OUT and encoder.sha256 == sha256_file(path)
+    assert encoder.dim == OUT and encoder.sha256 == file_sha256(path)
     assert encoder.model_id == f"viclip:ViT-w{W}-{PATCH}:{path.name}"
 
 

@@ -74,8 +74,8 @@ def _direct_motion(ckpt: Path, x: np.ndarray, text: np.ndarray) -> np.ndarray:
 def test_zero_shot_equals_direct_computation(setup):
     from typer.testing import CliRunner
 
-    from tmor.cli import train_app
-    from tmor.shards.transforms import to_ctvm
+    from tmor.cli.train import app as train_app
+    from tmor.skeleton.transforms import to_ctvm
     from tmor.train.data import load_split
 
     tmp, spec, ckpt = setup
@@ -130,7 +130,7 @@ def test_zero_shot_with_video_averages_video_text_cosine(setup, tmp_path):
                          frames=16, device="cpu", out=str(tmp_path / "out"))
     r = run_zero_shot(cfg, text_encoder=vl, log=lambda *_: None)
     data = load_split(str(tmp_path), None)
-    from tmor.shards.transforms import to_ctvm
+    from tmor.skeleton.transforms import to_ctvm
 
     x = np.stack([to_ctvm(s.keypoint, s.keypoint_score, s.layout, frames=16, max_persons=1,
                           channels=2) for s in data.samples])

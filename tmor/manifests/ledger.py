@@ -14,8 +14,8 @@ from typing import Any
 import pandas as pd
 
 from tmor import fsio
+from tmor.errors import RETRYABLE
 from tmor.manifests.plan import shard_name
-from tmor.pipeline.errors import RETRYABLE
 
 BASE_COLUMNS = [
     "key", "status", "error_class", "error", "flags", "seconds", "worker", "finished_at",

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from tmor.pipeline.errors import ErrorClass, SampleError
+from tmor.errors import ErrorClass, SampleError
 from tmor.pipeline.stage import Result, Sample, Stage
 from tmor.pipeline.vl.clips import clip_source, decode_clip, prefetch
 

@@ -48,16 +48,6 @@ def _is_stale(path: str, lease_s: float) -> bool:
     return age > lease_s
 
 
-def clear_stale_claim(root: str, stage: str, shard: int, lease_s: float) -> None:
-    """Remove a dead worker's claim on a shard (e.g. one killed between commit and release)."""
-    fs, path = fsio.filesystem(claim_path(root, stage, shard))
-    if fsio.is_local(fs) and os.path.exists(path) and _is_stale(path, lease_s):
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-
-
 class Claim:
     """A held claim on one shard; :meth:`touch` renews it, :meth:`release` drops it."""
 

@@ -8,7 +8,6 @@ frame_indices}; ledger columns model_id, video_text_sim, frames_used.
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -16,9 +15,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from tmor.pipeline.errors import ErrorClass, SampleError
+from tmor.errors import ErrorClass, SampleError
 from tmor.pipeline.stage import Result, Sample, Stage
 from tmor.pipeline.vl.clips import clip_source, decode_clip, prefetch
+from tmor.skeleton.npz import npy_bytes
 
 DEFAULT_MODEL = "open_clip:ViT-B-32:openai"
 
@@ -32,12 +32,6 @@ class EmbedConfig:
     batch_size: int = 32  # clips per forward
     decode_threads: int = 4  # clips decoded concurrently
     prefetch: int = 64  # clips decoded ahead of the model
-
-
-def npy_bytes(a: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, a, allow_pickle=False)
-    return buf.getvalue()
 
 
 def sample_caption(sample: Sample) -> str:

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tmor.pipeline.errors import ErrorClass, SampleError
+from tmor.errors import ErrorClass, SampleError
 from tmor.pipeline.fetch_errors import classify_exception, classify_text
 from tmor.pipeline.fetch_ffmpeg import (
     CutSpec,

@@ -12,7 +12,7 @@ import socket
 import subprocess
 from http.client import IncompleteRead
 
-from tmor.pipeline.errors import ErrorClass, SampleError
+from tmor.errors import ErrorClass, SampleError
 
 _RULES: list[tuple[ErrorClass, re.Pattern[str]]] = [
     (ErrorClass.RATE_LIMITED, re.compile(

@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from functools import cache
 
-from tmor.pipeline.errors import ErrorClass, SampleError
+from tmor.errors import ErrorClass, SampleError
 
 #: ffmpeg protocols a web input may use (HLS segments are http(s), maybe AES "crypto")
 WEB_PROTOCOLS = "http,https,tcp,tls,crypto,httpproxy"

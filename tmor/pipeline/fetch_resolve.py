@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from tmor.pipeline.errors import ErrorClass, SampleError
+from tmor.errors import ErrorClass, SampleError
 
 VIDEO_EXTENSIONS = frozenset(
     "mp4 m4v mov mkv webm avi flv ts mts m2ts mpg mpeg wmv ogv 3gp".split())

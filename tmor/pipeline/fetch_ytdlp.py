@@ -17,7 +17,7 @@ import shutil
 import sys
 from typing import Any
 
-from tmor.pipeline.errors import ErrorClass, SampleError
+from tmor.errors import ErrorClass, SampleError
 from tmor.pipeline.fetch_errors import classify_text
 from tmor.pipeline.fetch_ffmpeg import run_bounded
 

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from tmor.pipeline.errors import ErrorClass, SampleError
+from tmor.errors import ErrorClass, SampleError
 from tmor.pipeline.stage import Result, Sample, Stage
 
 FILTERS = ("min_frames_with_person", "min_mean_score", "min_video_text_sim", "min_seconds")

@@ -10,11 +10,10 @@ from rich.console import Console
 from rich.table import Table
 
 from tmor import fsio
+from tmor.errors import ErrorClass
 from tmor.manifests import ledger as L
 from tmor.manifests.plan import plan_shards, read_plan_shard
-from tmor.pipeline.errors import ErrorClass
-
-STAGE_ORDER = ["fetch", "pose", "caption", "embed", "triplets"]
+from tmor.pipeline.stages import STAGE_NAMES
 
 
 def summarize_stage(root: str, stage: str, wall_s: float | None = None) -> dict[str, Any]:
@@ -52,7 +51,7 @@ def planned_samples(root: str) -> int:
 
 def stages_present(root: str) -> list[str]:
     present = set(fsio.listdir(root))
-    return [s for s in STAGE_ORDER if s in present]
+    return [s for s in STAGE_NAMES if s in present]
 
 
 def stats_table(summaries: list[dict[str, Any]], title: str) -> Table:

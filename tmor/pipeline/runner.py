@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tmor import fsio
+from tmor.errors import ErrorClass, SampleError
 from tmor.manifests import ledger as L
 from tmor.manifests.plan import plan_shards, read_plan_shard
-from tmor.pipeline.claims import clear_stale_claim, try_claim
-from tmor.pipeline.errors import ErrorClass, SampleError
+from tmor.pipeline.claims import try_claim
 from tmor.pipeline.stage import Result, Sample, Stage
 from tmor.pipeline.workdir import WorkDir
 from tmor.shards.tario import iter_tar_samples, read_tar_samples, write_tar_samples
@@ -139,9 +139,14 @@ def process_shard(
     name = stage.name
     committed = L.is_committed(root, name, shard)
     if committed and not (opts.overwrite or opts.retry_failed):
-        # left behind by a worker that died between commit and cleanup
-        WorkDir(root, name, shard).clear()
-        clear_stale_claim(root, name, shard, opts.lease_s)
+        # a work folder left behind by a worker that died between commit and cleanup; a live
+        # holder of the claim may still be removing its own, so clean up only under the claim
+        leftover = try_claim(root, name, shard, worker, opts.lease_s)
+        if leftover is not None:
+            try:
+                WorkDir(root, name, shard).clear()
+            finally:
+                leftover.release()
         return ShardOutcome(shard, "skipped:committed")
     if committed and opts.retry_failed and not opts.overwrite:
         if not L.retryable_keys(L.read_ledger(root, name, shard)):

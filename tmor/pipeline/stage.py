@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from tmor.pipeline.errors import SampleError
+from tmor.errors import SampleError
 
 
 @dataclass

@@ -87,7 +87,7 @@ def export_stgcn(
     channels 3: keypoint_3d when present, else x, y, score (OpenPose / Kinetics-skeleton style);
     channels 2: x, y. T is the longest clip (or ``max_frames``, cutting longer clips). Samples
     of several layouts need ``layout``, to which all are converted."""
-    from tmor.shards.transforms import convert_layout
+    from tmor.skeleton.transforms import convert_layout
 
     triplets = list(iter_triplets(root))
     if not triplets:

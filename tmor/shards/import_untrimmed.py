@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from tmor import fsio
+from tmor.skeleton.segments import labels_to_segments
 
 Segment = tuple[int, int, int]
 
@@ -54,8 +55,6 @@ def read_pku_skeleton(url: str) -> tuple[np.ndarray, np.ndarray]:
 
 def frame_labels_to_segments(labels: np.ndarray) -> list[Segment]:
     """(T,) class ids (-1 none) or (T, K) multi-hot -> [(class, start, end_exclusive)]."""
-    from tmor.train.metrics import labels_to_segments
-
     return [(int(c), int(s), int(e)) for c, s, e, _, _ in labels_to_segments(labels)]
 
 

@@ -28,7 +28,7 @@ import torch.utils.data as tud
 from tmor import fsio
 from tmor.shards.codec import Triplet, decode_triplet
 from tmor.shards.tario import MAX_MEMBER_BYTES, iter_tar_samples
-from tmor.shards.transforms import to_ctvm
+from tmor.skeleton.transforms import to_ctvm
 
 POSE_FIELDS = ("keypoint", "keypoint_score", "layout", "fps")
 

@@ -75,7 +75,7 @@ def check_sample(members: dict[str, bytes]) -> tuple[list[str], dict[str, int]]:
         bad.append("pose.npz lacks layout or fps")
     else:
         try:
-            from tmor.pipeline.pose.layouts import num_joints
+            from tmor.skeleton.layouts import num_joints
 
             if kp.ndim == 4 and num_joints(layout) != kp.shape[2]:
                 bad.append(f"layout {layout} has {num_joints(layout)} joints, keypoint has "

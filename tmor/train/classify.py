@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from tmor.devices import resolve_device
 from tmor.train.data import ClassificationDataset, InputSpec, LoadedData, load_split
 
 
@@ -43,14 +44,6 @@ class ClassifyConfig:
     seed: int = 0
     device: str = "auto"
     num_workers: int = 0
-
-
-def _device(name: str) -> Any:
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def resolve_spec(cfg: Any, ckpt: dict | None) -> InputSpec:
@@ -158,7 +151,7 @@ def run_classification(cfg: ClassifyConfig, train: LoadedData | None = None,
 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    device = _device(cfg.device)
+    device = torch.device(resolve_device(cfg.device))
     train = train or load_split(cfg.data, cfg.split_train, cfg.data_layout, cfg.holdout)
     test = test or load_split(cfg.data, cfg.split_test, cfg.data_layout, cfg.holdout)
     classes = train.classes if len(train.classes) >= len(test.classes) else test.classes

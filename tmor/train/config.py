@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 STAGE_LOSSES = {1: ["mm", "mv"], 2: ["mt"]}
@@ -76,22 +76,14 @@ class PretrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> PretrainConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown pretrain options: {sorted(unknown)}")
-        return cls(**d)
-
-    @classmethod
     def from_yaml(cls, url: str, **overrides: Any) -> PretrainConfig:
+        """Fields from a flat YAML file; ``overrides`` (not None) win."""
         import yaml
 
         from tmor import fsio
+        from tmor.config import build
 
-        data = yaml.safe_load(fsio.read_bytes(url)) or {}
-        data.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.from_dict(data)
+        return build(cls, yaml.safe_load(fsio.read_bytes(url)) or {}, overrides)
 
     def to_yaml(self, url: str) -> None:
         import yaml

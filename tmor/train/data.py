@@ -4,7 +4,7 @@ Sources: a pyskl / mmaction2 PoseDataset pickle (``--data x.pkl`` with split nam
 triplet shards (a corpus root or a folder of tars; the split comes from the card's import split or
 a deterministic hash hold-out). Arrays follow the pyskl convention: keypoint (M, T, V, C) float32,
 keypoint_score (M, T, V) float32. Models get (C, T, V, M) float32 from
-:func:`tmor.shards.transforms.to_ctvm` (the pre-training reader's transform).
+:func:`tmor.skeleton.transforms.to_ctvm` (the pre-training reader's transform).
 
 Untrimmed sequences carry ``segments``: a list of (class_id, start, end) frame ranges, end
 exclusive; :func:`frame_targets` turns them into (T, K) multi-hot per-frame labels.
@@ -175,7 +175,7 @@ class InputSpec:
 def sample_to_input(s: SkeletonSample, spec: InputSpec,
                     rng: np.random.Generator | None = None) -> np.ndarray:
     """(C, T, V, M) float32 through the pre-training transform (random crop + rotation with rng)."""
-    from tmor.shards.transforms import to_ctvm
+    from tmor.skeleton.transforms import to_ctvm
 
     return to_ctvm(s.keypoint, s.keypoint_score, s.layout, frames=spec.frames,
                    max_persons=spec.max_persons, channels=spec.channels,
@@ -236,7 +236,7 @@ def sequence_input(s: SkeletonSample, spec: InputSpec) -> np.ndarray:
     The layout conversion, person selection and normalization match :func:`sample_to_input`, but
     frame t of the output is frame t of the input, so per-frame labels stay aligned.
     """
-    from tmor.shards import transforms as tf
+    from tmor.skeleton import transforms as tf
 
     score = np.where(np.isfinite(s.keypoint_score), s.keypoint_score, 0).astype(np.float32)
     if spec.channels == 3 and s.keypoint_3d is not None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from tmor.devices import resolve_device
 from tmor.train.data import (
     DetectionWindows,
     LoadedData,
@@ -144,11 +145,11 @@ def run_detection(cfg: DetectConfig, train: LoadedData | None = None,
 
     from tmor import fsio
     from tmor.model.checkpoint import save_checkpoint
-    from tmor.train.classify import _device, build_encoder, peek_checkpoint, resolve_spec
+    from tmor.train.classify import build_encoder, peek_checkpoint, resolve_spec
 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    device = _device(cfg.device)
+    device = torch.device(resolve_device(cfg.device))
     train = train or load_split(cfg.data, cfg.split_train, cfg.data_layout)
     test = test or load_split(cfg.data, cfg.split_test, cfg.data_layout)
     classes = train.classes or test.classes

@@ -11,6 +11,8 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+from tmor.devices import resolve_device
+
 
 @dataclass
 class DistContext:
@@ -30,8 +32,7 @@ class DistContext:
 
 def init_distributed(device: str = "auto") -> DistContext:
     """Join the process group torchrun describes (NCCL on GPU, gloo on CPU), or run alone."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))

@@ -39,6 +39,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tmor.skeleton.segments import Segment, runs
+from tmor.skeleton.segments import labels_to_segments as labels_to_segments  # re-exported
+
 # ---- classification -------------------------------------------------------------------------
 
 
@@ -230,15 +233,6 @@ def tsu_frame_map(scores: np.ndarray, targets: np.ndarray) -> FrameMAP:
 # ---- event-level detection (PKU-MMD) --------------------------------------------------------
 
 #: (label, start, end, confidence, video)
-Segment = tuple[int, float, float, float, str]
-
-
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """[start, end) of each run of True in a 1-D bool array (runs at the borders included)."""
-    padded = np.concatenate([[False], mask.astype(bool), [False]])
-    d = np.diff(padded.astype(np.int8))
-    starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
-    return list(zip(starts.tolist(), ends.tolist(), strict=True))
 
 
 def scores_to_segments(scores: np.ndarray, video: str = "", threshold: float = 0.5,
@@ -253,25 +247,9 @@ def scores_to_segments(scores: np.ndarray, video: str = "", threshold: float = 0
         scores = scores[:, None]
     out: list[Segment] = []
     for c in range(scores.shape[1]):
-        for s, e in _runs(scores[:, c] >= threshold):
+        for s, e in runs(scores[:, c] >= threshold):
             if e - s >= min_length:
                 out.append((c, float(s), float(e), float(scores[s:e, c].mean()), video))
-    return out
-
-
-def labels_to_segments(targets: np.ndarray, video: str = "") -> list[Segment]:
-    """Per-frame (T, K) 0/1 labels (or (T,) class ids, -1 = none) -> ground-truth segments."""
-    targets = np.asarray(targets)
-    if targets.ndim == 1:
-        k = int(targets.max()) + 1 if targets.size and targets.max() >= 0 else 0
-        onehot = np.zeros((len(targets), k), dtype=bool)
-        idx = np.flatnonzero(targets >= 0)
-        onehot[idx, targets[idx]] = True
-        targets = onehot
-    out: list[Segment] = []
-    for c in range(targets.shape[1]):
-        for s, e in _runs(targets[:, c] > 0):
-            out.append((c, float(s), float(e), 1.0, video))
     return out
 
 

@@ -15,8 +15,6 @@ labels, RNG states and the reader position (epoch, batches consumed).
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import math
 import os
@@ -29,20 +27,19 @@ import torch
 import torch.nn as nn
 
 from tmor import fsio
-from tmor.model.augment import augment
 from tmor.model.checkpoint import load_checkpoint, save_checkpoint
 from tmor.model.heads import ProjectionHeads
 from tmor.model.losses import cluster_contrastive_loss, effective_clusters
 from tmor.model.queue import FeatureQueue
 from tmor.model.unik import UNIK
+from tmor.skeleton.augment import augment
 from tmor.train.config import PretrainConfig
+from tmor.train.corpus import corpus_size, reader_config
 from tmor.train.dist import DistContext, all_mean, gather, init_distributed, sync_batchnorm
+from tmor.train.recluster import recluster
+from tmor.train.runlog import CLUSTER_FIELDS, METRIC_FIELDS, CsvLog, plot_curves, tensorboard
 
 log = logging.getLogger(__name__)
-
-METRIC_FIELDS = ["step", "epoch", "lr", "loss", "loss_mm", "loss_mv", "loss_mt", "pos_mm",
-                 "pos_mv", "pos_mt", "samples_per_s"]
-CLUSTER_FIELDS = ["epoch", "step", "samples", "clusters", "noise_fraction", "core", "seconds"]
 
 
 class Pretrainer(nn.Module):
@@ -227,186 +224,6 @@ class Trainer:
             torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
 
 
-# -- data ------------------------------------------------------------------------------------------
-def reader_config(cfg: PretrainConfig, train: bool = True):
-    from tmor.shards.reader import ReaderConfig
-
-    return ReaderConfig(
-        frames=cfg.frames, layout=cfg.layout, max_persons=cfg.max_persons,
-        channels=cfg.channels, shuffle_buffer=cfg.shuffle_buffer if train else 0,
-        seed=cfg.seed, epoch_samples=cfg.epoch_samples if train else None,
-        num_workers=cfg.num_workers, batch_size=cfg.batch_size if train else cfg.embed_batch_size,
-        augment=False, drop_last=train)
-
-
-def corpus_size(shards: str) -> int | None:
-    """Number of samples in the shard index beside the first shard, if any."""
-    from tmor.shards.index import read_index
-    from tmor.shards.reader import expand_urls, index_location
-
-    where = index_location(expand_urls(shards)[0])
-    try:
-        return len(read_index(where)) if where else None
-    except (FileNotFoundError, OSError):
-        return None
-
-
-@torch.no_grad()
-def embed_pass(encoder: UNIK, loader, device: torch.device, amp_dtype=None
-               ) -> tuple[np.ndarray, list[str], list, np.ndarray]:
-    """Embeddings of every sample this rank reads: (index, keys, labels, (n, D) float32)."""
-    was = encoder.training
-    encoder.eval()
-    idx, keys, labels, embs = [], [], [], []
-    for b in loader:
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
-                            enabled=amp_dtype is not None):
-            z = encoder(b["pose"].to(device))
-        embs.append(z.float().cpu().numpy())
-        idx.append(b["index"].numpy())
-        keys += list(b["key"])
-        labels += list(b["label"])
-    encoder.train(was)
-    d = encoder.embed_dim
-    return (np.concatenate(idx) if idx else np.zeros(0, np.int64), keys, labels,
-            np.concatenate(embs) if embs else np.zeros((0, d), np.float32))
-
-
-def _gather_objects(obj: Any, ctx: DistContext) -> list[Any]:
-    if not ctx.enabled:
-        return [obj]
-    import torch.distributed as dist
-
-    out: list[Any] = [None] * ctx.world
-    dist.all_gather_object(out, obj)
-    return out
-
-
-def recluster(trainer: Trainer, cfg: PretrainConfig, ctx: DistContext) -> dict[str, float]:
-    """Embed the corpus, DBSCAN on rank 0, share the labels; write labels parquet + stats."""
-    import pandas as pd
-
-    from tmor.model.cluster import dbscan_cosine
-    from tmor.shards.reader import make_loader
-
-    t0 = time.perf_counter()
-    loader = make_loader(cfg.shards, reader_config(cfg, train=False))
-    parts = _gather_objects(embed_pass(trainer.encoder, loader, ctx.device, trainer.amp_dtype),
-                            ctx)
-    stats: dict[str, float] = {}
-    table = None
-    if ctx.is_main:
-        index = np.concatenate([p[0] for p in parts])
-        keys = sum((p[1] for p in parts), [])
-        emb = np.concatenate([p[3] for p in parts])
-        _, first = np.unique(index, return_index=True)  # a sample read twice counts once
-        index, emb, keys = index[first], emb[first], [keys[i] for i in first]
-        res = dbscan_cosine(emb, cfg.eps, cfg.min_samples, backend=cfg.cluster_backend)
-        table = np.full(int(index.max()) + 1 if len(index) else 0, -1, np.int64)
-        table[index] = res.labels
-        frame = pd.DataFrame({"key": keys, "index": index, "cluster": res.labels})
-        for name in (f"labels_epoch{trainer.epoch:03d}.parquet", "labels.parquet"):
-            buf = io.BytesIO()
-            frame.to_parquet(buf, index=False)
-            fsio.write_bytes(fsio.join(cfg.out_dir, name), buf.getvalue())
-        stats = {"epoch": trainer.epoch, "step": trainer.step, "samples": len(index),
-                 "clusters": res.n_clusters, "noise_fraction": res.noise_fraction,
-                 "core": res.n_core, "seconds": time.perf_counter() - t0}
-        log.info("epoch %d: %d samples, %d clusters, noise %.3f (%.1fs)", trainer.epoch,
-                 len(index), res.n_clusters, res.noise_fraction, stats["seconds"])
-    table = _broadcast(table, ctx)
-    trainer.table = torch.from_numpy(table).to(ctx.device)
-    return stats
-
-
-def _broadcast(obj: Any, ctx: DistContext) -> Any:
-    if not ctx.enabled:
-        return obj
-    import torch.distributed as dist
-
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-# -- logs ------------------------------------------------------------------------------------------
-class CsvLog:
-    """Append-only CSV; on resume only the rows ``keep`` accepts (those the checkpoint covers)
-    are kept, so a resumed run's log equals an uninterrupted one's."""
-
-    def __init__(self, url: str, fields: list[str], keep=None) -> None:
-        self.url, self.fields = url, fields
-        rows = read_csv(url) if fsio.exists(url) and keep is not None else []
-        self.rows = [r for r in rows if keep(r)] if keep is not None else []
-        self._rewrite()
-
-    def _rewrite(self) -> None:
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, self.fields, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(self.rows)
-        fsio.write_bytes(self.url, buf.getvalue().encode())
-
-    def append(self, row: dict[str, Any]) -> None:
-        self.rows.append({k: row.get(k, "") for k in self.fields})
-        if fsio.is_local(fsio.filesystem(self.url)[0]):
-            with open(fsio.filesystem(self.url)[1], "a", newline="") as f:
-                csv.DictWriter(f, self.fields, extrasaction="ignore").writerow(row)
-        else:
-            self._rewrite()
-
-
-def read_csv(url: str) -> list[dict[str, str]]:
-    """Rows of a metrics CSV; a torn last line (a crash mid-write) is dropped."""
-    text = fsio.read_bytes(url).decode(errors="replace")
-    rows = list(csv.DictReader(io.StringIO(text)))
-    if rows and (None in rows[-1].values() or not text.endswith("\n")):
-        rows = rows[:-1]
-    return rows
-
-
-def plot_curves(out_dir: str) -> None:
-    """losses.png (loss per pair vs step) and clusters.png (clusters, noise per epoch)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    m_url, c_url = fsio.join(out_dir, "metrics.csv"), fsio.join(out_dir, "clusters.csv")
-    if fsio.exists(m_url):
-        rows = read_csv(m_url)
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for k in ("loss", "loss_mm", "loss_mv", "loss_mt"):
-            pts = [(int(r["step"]), float(r[k])) for r in rows if r.get(k) not in ("", None)]
-            if pts:
-                ax.plot([a for a, _ in pts], [b for _, b in pts], label=k)
-        ax.set_xlabel("step")
-        ax.set_ylabel("loss")
-        ax.legend()
-        _save_fig(fig, fsio.join(out_dir, "losses.png"))
-        plt.close(fig)
-    if fsio.exists(c_url):
-        rows = read_csv(c_url)
-        if rows:
-            fig, ax = plt.subplots(figsize=(6, 4))
-            ep = [int(r["epoch"]) for r in rows]
-            ax.plot(ep, [int(r["clusters"]) for r in rows], "o-", label="clusters")
-            ax.set_xlabel("epoch")
-            ax.set_ylabel("clusters")
-            ax2 = ax.twinx()
-            ax2.plot(ep, [float(r["noise_fraction"]) for r in rows], "s--", color="C1",
-                     label="noise fraction")
-            ax2.set_ylabel("noise fraction")
-            _save_fig(fig, fsio.join(out_dir, "clusters.png"))
-            plt.close(fig)
-
-
-def _save_fig(fig, url: str) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    fsio.write_bytes(url, buf.getvalue())
-
-
 # -- the run ---------------------------------------------------------------------------------------
 def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     """Pre-train (or resume) as configured; returns a summary (steps, last loss, paths)."""
@@ -455,7 +272,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         if ctx.is_main:
             trainer.save(url)
 
-    tb = _tensorboard(cfg.out_dir) if ctx.is_main else None
+    tb = tensorboard(cfg.out_dir) if ctx.is_main else None
 
     done = bool(cfg.max_steps and trainer.step >= cfg.max_steps)
     row: dict[str, Any] = {}
@@ -502,58 +319,3 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         plot_curves(cfg.out_dir)
     return {"steps": trainer.step, "epoch": trainer.epoch, "loss": row.get("loss"),
             "checkpoint": last, "resumed": resumed}
-
-
-def _tensorboard(out_dir: str):
-    """A TensorBoard writer in ``<out_dir>/tb`` when tensorboard is installed (local dirs)."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
-    fs, path = fsio.filesystem(out_dir)
-    return SummaryWriter(os.path.join(path, "tb")) if fsio.is_local(fs) else None
-
-
-def embed_to_parquet(ckpt: str, shards: str, out: str, batch_size: int = 256,
-                     num_workers: int = 2, device: str = "auto") -> int:
-    """Motion embeddings of every sample of ``shards`` with the checkpoint's encoder -> parquet
-    (key, index, label, embedding list<float32>); returns the number of rows."""
-    import pandas as pd
-
-    from tmor.model.checkpoint import load_encoder
-    from tmor.shards.reader import make_loader
-
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
-    ck_cfg = load_checkpoint(ckpt).get("train_config") or {}
-    base = PretrainConfig()
-    cfg = PretrainConfig(**{k: ck_cfg.get(k, getattr(base, k)) for k in
-                            ("frames", "layout", "channels", "max_persons")})
-    cfg.shards, cfg.embed_batch_size, cfg.num_workers = shards, batch_size, num_workers
-    encoder = load_encoder(ckpt).to(dev)
-    idx, keys, labels, emb = embed_pass(encoder, make_loader(shards, reader_config(cfg, False)),
-                                        dev)
-    frame = pd.DataFrame({"key": keys, "index": idx, "label": labels,
-                          "embedding": list(emb.astype(np.float32))})
-    buf = io.BytesIO()
-    frame.to_parquet(buf, index=False)
-    fsio.write_bytes(out, buf.getvalue())
-    return len(frame)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m tmor.train.pretrain CONFIG.yaml [key=value ...]`` (what torchrun launches)."""
-    import sys
-
-    import yaml
-
-    args = sys.argv[1:] if argv is None else argv
-    overrides = dict(a.split("=", 1) for a in args[1:])
-    cfg = PretrainConfig.from_yaml(args[0], **{k: yaml.safe_load(v)
-                                               for k, v in overrides.items()})
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    print(run_pretrain(cfg))
-
-
-if __name__ == "__main__":
-    main()

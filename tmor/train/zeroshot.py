@@ -14,7 +14,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
+from tmor.devices import resolve_device
 from tmor.train.data import ClassificationDataset, LoadedData, load_split
 
 TEMPLATES = ("a person {}.", "a video of a person {}.", "a person is {}.", "{}")
@@ -131,9 +133,9 @@ def run_zero_shot(cfg: ZeroShotConfig, data: LoadedData | None = None, text_enco
     from tmor.model.checkpoint import load_checkpoint
     from tmor.model.unik import UNIK
     from tmor.train import metrics as M
-    from tmor.train.classify import _device, resolve_spec
+    from tmor.train.classify import resolve_spec
 
-    device = _device(cfg.device)
+    device = torch.device(resolve_device(cfg.device))
     ckpt = load_checkpoint(cfg.ckpt)
     if not ckpt.get("heads"):
         raise ValueError(f"{cfg.ckpt}: no projection heads (needs a pre-training checkpoint)")

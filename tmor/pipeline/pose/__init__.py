@@ -8,20 +8,14 @@ mmpose) happen in :meth:`PoseBackend.load`, never at import time of this package
 
 from __future__ import annotations
 
-import hashlib
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tmor.pipeline.pose.tracking import Detections
-
-
-class BackendUnavailable(RuntimeError):
-    """A backend cannot start: unknown name, missing package or missing model file."""
+from tmor.plugins import Registry
 
 
 class PoseBackend(ABC):
@@ -29,7 +23,7 @@ class PoseBackend(ABC):
 
     #: registry name
     name: str = ""
-    #: native joint layout of :meth:`infer` (see :mod:`tmor.pipeline.pose.layouts`)
+    #: native joint layout of :meth:`infer` (see :mod:`tmor.skeleton.layouts`)
     layout: str = "coco17"
     #: True when detections carry metric ``keypoint_3d``
     has_3d: bool = False
@@ -45,7 +39,8 @@ class PoseBackend(ABC):
 
     @abstractmethod
     def load(self) -> None:
-        """Import the backend's package and load the model; raise :class:`BackendUnavailable`."""
+        """Import the backend's package and load the model, or raise
+        :class:`~tmor.errors.PluginUnavailable`."""
 
     @abstractmethod
     def infer(
@@ -69,58 +64,16 @@ class PoseBackend(ABC):
                 "layout": self.layout, "device": self.device}
 
 
-#: name -> "module:Class"
-BACKENDS: dict[str, str] = {
+#: backend name -> PoseBackend subclass
+BACKENDS = Registry("pose backend", {
     "ultralytics": "tmor.pipeline.pose.ultralytics_backend:UltralyticsBackend",
     "mediapipe": "tmor.pipeline.pose.mediapipe_backend:MediaPipeBackend",
     "rtmlib": "tmor.pipeline.pose.rtmlib_backend:RTMLibBackend",
     "mmpose": "tmor.pipeline.pose.mmpose_backend:MMPoseBackend",
-}
+})
 
 
 def get_backend(name: str, model: str | None = None, device: str = "auto", **options: Any
                 ) -> PoseBackend:
     """Instantiate (not load) the backend registered as ``name``."""
-    if name not in BACKENDS:
-        raise BackendUnavailable(
-            f"unknown pose backend {name!r}; choose one of: {', '.join(BACKENDS)}"
-        )
-    module, _, cls = BACKENDS[name].partition(":")
-    return getattr(importlib.import_module(module), cls)(model=model, device=device, **options)
-
-
-def require(package: str, install: str) -> Any:
-    """Import ``package`` or raise :class:`BackendUnavailable` saying how to install it."""
-    try:
-        return importlib.import_module(package)
-    except ImportError as e:
-        raise BackendUnavailable(
-            f"the pose backend needs the Python package {package!r} ({e}); install it with: "
-            f"{install}"
-        ) from e
-
-
-def require_file(path: str | Path, what: str) -> Path:
-    """Return ``path`` if it is a file, else raise :class:`BackendUnavailable`."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise BackendUnavailable(f"{what} not found: {str(p)!r}; provide a local model file")
-    return p
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """sha256 hex digest of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def resolve_device(device: str) -> str:
-    """"auto" -> "cuda:0" when torch sees a GPU, else "cpu"."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda:0" if torch.cuda.is_available() else "cpu"
+    return BACKENDS.get(name)(model=model, device=device, **options)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from tmor.pipeline.pose import layouts as L
+from tmor.skeleton import layouts as L
 
 #: one colour per kept track (RGB)
 COLORS = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
@@ -92,7 +92,7 @@ def render(
     cols: int = 4,
     tile_width: int = 320,
 ) -> Path:
-    """Draw ``pose`` (a :func:`~tmor.pipeline.pose.stage.load_pose` dict) over the clip.
+    """Draw ``pose`` (a :func:`~tmor.skeleton.npz.decode_pose` dict) over the clip.
 
     ``out`` ending in .png / .jpg: a contact sheet of ``tiles`` frames spread over the clip;
     otherwise an mp4 of every pose frame at the pose fps.

@@ -13,8 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from tmor.pipeline.pose import BackendUnavailable, PoseBackend, file_sha256, require
+from tmor.errors import PluginUnavailable
+from tmor.hashing import file_sha256
+from tmor.pipeline.pose import PoseBackend
 from tmor.pipeline.pose.tracking import Detections
+from tmor.plugins import require
 
 _MODEL_FILE = "modules/pose_landmark/pose_landmark_full.tflite"
 
@@ -43,16 +46,16 @@ class MediaPipeBackend(PoseBackend):
     def load(self) -> None:
         mp = require("mediapipe", "pip install mediapipe==0.10.21")
         if not hasattr(mp, "solutions") or not hasattr(mp.solutions, "pose"):
-            raise BackendUnavailable(
+            raise PluginUnavailable(
                 "this mediapipe has no legacy mp.solutions.pose; install mediapipe==0.10.21"
             )
         if self.model_complexity != 1:
-            raise BackendUnavailable(
+            raise PluginUnavailable(
                 "mediapipe model_complexity must be 1 offline (the wheel ships only that model)"
             )
         model_file = Path(mp.__file__).parent / _MODEL_FILE
         if not model_file.is_file():
-            raise BackendUnavailable(f"mediapipe pose model missing from the wheel: {model_file}")
+            raise PluginUnavailable(f"mediapipe pose model missing from the wheel: {model_file}")
         self.model_sha256 = file_sha256(model_file)
         self.model_name = f"mediapipe-{mp.__version__}-pose_landmark_full"
         self._mp_pose = mp.solutions.pose

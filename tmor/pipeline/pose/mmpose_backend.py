@@ -15,15 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from tmor.pipeline.pose import (
-    BackendUnavailable,
-    PoseBackend,
-    file_sha256,
-    require,
-    require_file,
-    resolve_device,
-)
+from tmor.devices import resolve_device
+from tmor.errors import PluginUnavailable
+from tmor.hashing import file_sha256
+from tmor.pipeline.pose import PoseBackend
 from tmor.pipeline.pose.tracking import Detections
+from tmor.plugins import require, require_file
 
 _INSTALL = 'pip install -U openmim && mim install mmengine "mmcv>=2.0.1" "mmdet>=3.1.0" mmpose'
 
@@ -49,7 +46,7 @@ class MMPoseBackend(PoseBackend):
                 pose2d=self.model, pose2d_weights=self.weights, device=self.device
             )
         except Exception as e:  # noqa: BLE001 - config / download failure, said once
-            raise BackendUnavailable(f"cannot build MMPoseInferencer({self.model!r}): {e}") from e
+            raise PluginUnavailable(f"cannot build MMPoseInferencer({self.model!r}): {e}") from e
 
     def infer(
         self, frames: Sequence[np.ndarray], streams: Sequence[Hashable] | None = None

@@ -12,14 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from tmor.pipeline.pose import (
-    BackendUnavailable,
-    PoseBackend,
-    file_sha256,
-    require,
-    require_file,
-)
+from tmor.errors import PluginUnavailable
+from tmor.hashing import file_sha256
+from tmor.pipeline.pose import PoseBackend
 from tmor.pipeline.pose.tracking import Detections
+from tmor.plugins import require, require_file
 
 
 class RTMLibBackend(PoseBackend):
@@ -43,7 +40,7 @@ class RTMLibBackend(PoseBackend):
 
     def load(self) -> None:
         if not self.model:
-            raise BackendUnavailable("the rtmlib backend needs --model PATH (RTMO/RTMPose .onnx)")
+            raise PluginUnavailable("the rtmlib backend needs --model PATH (RTMO/RTMPose .onnx)")
         require("onnxruntime", "pip install onnxruntime (or onnxruntime-gpu)")
         rtmlib = require("rtmlib", "pip install rtmlib")
         path = require_file(self.model, "rtmlib pose model (.onnx)")

@@ -9,7 +9,6 @@ frames are all processed is finalized (top-M selection, layout conversion) and y
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -17,11 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from tmor.pipeline.errors import ErrorClass, SampleError
-from tmor.pipeline.pose import BackendUnavailable, PoseBackend, get_backend
-from tmor.pipeline.pose import layouts as L
+from tmor.errors import ErrorClass, PluginUnavailable, SampleError
+from tmor.pipeline.pose import PoseBackend, get_backend
 from tmor.pipeline.pose.tracking import Detections, Tracker, select_tracks
 from tmor.pipeline.stage import Result, Sample, Stage
+from tmor.skeleton import layouts as L
+from tmor.skeleton.npz import npz_bytes
 
 CANONICAL = "coco17"
 
@@ -80,7 +80,7 @@ class PoseStage(Stage):
     def setup(self) -> None:
         cfg = self.config
         if cfg.lift not in ("none", "3d"):
-            raise BackendUnavailable(f"unknown --lift {cfg.lift!r}; choose none or 3d")
+            raise PluginUnavailable(f"unknown --lift {cfg.lift!r}; choose none or 3d")
         L.num_joints(cfg.layout)  # raises on an unknown layout
         options = dict(cfg.backend_options)
         if cfg.backend == "ultralytics":
@@ -88,7 +88,7 @@ class PoseStage(Stage):
             options.setdefault("conf", cfg.conf)
         backend = get_backend(cfg.backend, model=cfg.model, device=cfg.device, **options)
         if cfg.lift == "3d" and not backend.has_3d:
-            raise BackendUnavailable(
+            raise PluginUnavailable(
                 f"--lift 3d needs a backend with metric 3D output (mediapipe); "
                 f"{cfg.backend!r} gives 2D only"
             )
@@ -261,28 +261,3 @@ class PoseStage(Stage):
             record=record,
             flags=[] if m else ["no_person"],
         )
-
-
-def npz_bytes(arrays: dict[str, Any]) -> bytes:
-    """A compressed ``.npz`` whose bytes depend on the arrays only (fixed zip timestamps), so a
-    rerun writes byte-identical shards; readable by :func:`numpy.load`."""
-    import zipfile
-
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name, value in arrays.items():
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            with zf.open(info, "w", force_zip64=True) as f:
-                np.lib.format.write_array(f, np.asanyarray(value), allow_pickle=False)
-    return buf.getvalue()
-
-
-def load_pose(data: bytes) -> dict[str, Any]:
-    """Read a ``pose.npz`` payload into a dict of arrays (strings and scalars unwrapped)."""
-    with np.load(io.BytesIO(data), allow_pickle=False) as z:
-        out = {k: z[k] for k in z.files}
-    for k, val in list(out.items()):
-        if val.ndim == 0:
-            out[k] = val.item()
-    return out

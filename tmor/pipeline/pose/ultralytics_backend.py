@@ -18,14 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from tmor.pipeline.pose import (
-    BackendUnavailable,
-    PoseBackend,
-    file_sha256,
-    require,
-    resolve_device,
-)
+from tmor.devices import resolve_device
+from tmor.errors import PluginUnavailable
+from tmor.hashing import file_sha256
+from tmor.pipeline.pose import PoseBackend
 from tmor.pipeline.pose.tracking import Detections
+from tmor.plugins import require
 
 _MODEL_NAME = re.compile(r"^yolo[\w.]*-pose(\.pt)?$")
 
@@ -64,7 +62,7 @@ class UltralyticsBackend(PoseBackend):
             spec = str(path)
             self.model_sha256 = file_sha256(path)
         elif not _MODEL_NAME.match(spec):
-            raise BackendUnavailable(
+            raise PluginUnavailable(
                 f"ultralytics pose model file not found: {spec!r}; give a local .pt / .onnx path "
                 "or an ultralytics model name such as yolo11n-pose.pt (downloaded on first use)"
             )
@@ -72,7 +70,7 @@ class UltralyticsBackend(PoseBackend):
         try:
             self._yolo = YOLO(spec, task="pose")
         except Exception as e:  # noqa: BLE001 - download or format failure, said once
-            raise BackendUnavailable(f"cannot load ultralytics model {spec!r}: {e}") from e
+            raise PluginUnavailable(f"cannot load ultralytics model {spec!r}: {e}") from e
         ckpt = getattr(self._yolo, "ckpt_path", None)
         if not self.model_sha256 and ckpt and Path(ckpt).is_file():
             self.model_sha256 = file_sha256(ckpt)
@@ -85,7 +83,7 @@ class UltralyticsBackend(PoseBackend):
 
             net = self._yolo.model
             if not isinstance(net, torch.nn.Module):
-                raise BackendUnavailable(f"{spec!r} is not a torch model; use engine='predict'")
+                raise PluginUnavailable(f"{spec!r} is not a torch model; use engine='predict'")
             net = net.fuse() if hasattr(net, "fuse") else net
             net = net.eval().to(self.device)
             self._half = self.half and self.device.startswith("cuda")
@@ -97,7 +95,7 @@ class UltralyticsBackend(PoseBackend):
             self._nc = len(getattr(net, "names", {0: "person"}))
             self._kpt_shape = tuple(getattr(net, "kpt_shape", (17, 3)))
         elif engine != "predict":
-            raise BackendUnavailable(f"unknown ultralytics engine {engine!r} (tensor|predict)")
+            raise PluginUnavailable(f"unknown ultralytics engine {engine!r} (tensor|predict)")
         self.engine = engine
 
     def input_size(self, width: int, height: int) -> tuple[int, int] | None:

@@ -8,11 +8,12 @@ plugin modules, which this module imports lazily.
 
 from __future__ import annotations
 
-import hashlib
-import os
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+from tmor.devices import resolve_device
+from tmor.plugins import Registry
 
 #: frames per clip and frame size of the ViCLIP protocol
 NUM_FRAMES = 8
@@ -40,10 +41,6 @@ class VideoTextEncoder(Protocol):
         ...
 
 
-class EncoderUnavailableError(RuntimeError):
-    """The weights a spec names cannot be loaded here (missing file, offline)."""
-
-
 def frame_indices(total_frames: int, num_frames: int = NUM_FRAMES) -> list[int]:
     """The ViCLIP choice: ``num_frames`` indices at stride ``total // num_frames`` from 0.
 
@@ -55,51 +52,28 @@ def frame_indices(total_frames: int, num_frames: int = NUM_FRAMES) -> list[int]:
     return [i * step for i in range(num_frames)]
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def resolve_device(device: str = "auto") -> str:
-    """``auto`` -> ``cuda`` when available, else ``cpu``."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+#: encoder kind (the spec's first field) -> class with ``from_spec(rest, device)``
+ENCODERS = Registry("video-language encoder", {
+    "open_clip": "tmor.pipeline.vl.openclip_encoder:OpenClipEncoder",
+    "viclip": "tmor.pipeline.vl.viclip:ViClipEncoder",
+})
 
 
 def load_encoder(spec: str, device: str = "auto") -> VideoTextEncoder:
-    """Build the encoder a spec names, e.g. ``open_clip:ViT-B-32:openai`` or ``viclip:/m/v.pth``."""
+    """Build the encoder a spec names, e.g. ``open_clip:ViT-B-32:openai`` or ``viclip:/m/v.pth``;
+    raises :class:`~tmor.errors.PluginUnavailable` when it cannot start here."""
     kind, _, rest = spec.partition(":")
-    if kind == "open_clip":
-        arch, sep, pretrained = rest.partition(":")
-        if not arch or not sep or not pretrained:
-            raise ValueError(f"expected open_clip:ARCH:PRETRAINED, got {spec!r}")
-        from tmor.pipeline.vl.openclip_encoder import OpenClipEncoder
-
-        return OpenClipEncoder(arch, pretrained, device=resolve_device(device))
-    if kind == "viclip":
-        if not rest:
-            raise ValueError(f"expected viclip:PATH, got {spec!r}")
-        from tmor.pipeline.vl.viclip import ViClipEncoder
-
-        return ViClipEncoder(rest, device=resolve_device(device))
-    raise ValueError(f"unknown encoder {kind!r} in {spec!r}: use open_clip:ARCH:PRETRAINED "
-                     "or viclip:PATH")
+    if kind not in ENCODERS:
+        raise ValueError(f"unknown encoder {kind!r} in {spec!r}: use open_clip:ARCH:PRETRAINED "
+                         "or viclip:PATH")
+    return ENCODERS.get(kind).from_spec(rest, device=resolve_device(device))
 
 
 __all__ = [
     "IMAGE_SIZE",
     "NUM_FRAMES",
-    "EncoderUnavailableError",
     "VideoTextEncoder",
     "frame_indices",
+    "ENCODERS",
     "load_encoder",
-    "resolve_device",
-    "sha256_file",
 ]

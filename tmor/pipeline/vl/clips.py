@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from tmor.pipeline.errors import ErrorClass, SampleError
+from tmor.errors import ErrorClass, SampleError
 from tmor.pipeline.stage import Sample
 from tmor.pipeline.vl import frame_indices
 

@@ -8,12 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tmor.pipeline.vl import (
-    IMAGE_SIZE,
-    NUM_FRAMES,
-    EncoderUnavailableError,
-    sha256_file,
-)
+from tmor.errors import PluginUnavailable
+from tmor.hashing import file_sha256
+from tmor.pipeline.vl import IMAGE_SIZE, NUM_FRAMES
 from tmor.pipeline.vl._torch import autocast, l2norm, state_dict_sha256, video_tensor
 
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
@@ -30,7 +27,7 @@ def _register_arch(arch: str) -> str:
     if arch.endswith(".json"):
         p = Path(arch)
         if not p.is_file():
-            raise EncoderUnavailableError(f"open_clip model config not found: {arch}")
+            raise PluginUnavailable(f"open_clip model config not found: {arch}")
         open_clip.add_model_config(p)
         return p.stem
     if arch not in open_clip.list_models():
@@ -44,22 +41,30 @@ class OpenClipEncoder:
 
     num_frames = NUM_FRAMES
 
+    @classmethod
+    def from_spec(cls, rest: str, device: str = "cpu") -> OpenClipEncoder:
+        """``ARCH:PRETRAINED`` (the spec after ``open_clip:``)."""
+        arch, sep, pretrained = rest.partition(":")
+        if not arch or not sep or not pretrained:
+            raise ValueError(f"expected open_clip:ARCH:PRETRAINED, got open_clip:{rest!r}")
+        return cls(arch, pretrained, device=device)
+
     def __init__(self, arch: str, pretrained: str, device: str = "cpu"):
         import open_clip
 
         name = _register_arch(arch)
         local = Path(pretrained).is_file()
         if not local and _looks_like_path(pretrained):
-            raise EncoderUnavailableError(
+            raise PluginUnavailable(
                 f"checkpoint file not found: {pretrained} (provide the open_clip checkpoint "
                 f"for {name} at that path)")
         if not local and pretrained not in open_clip.list_pretrained_tags_by_model(name):
-            raise EncoderUnavailableError(
+            raise PluginUnavailable(
                 f"{pretrained!r} is neither a file nor an open_clip pretrained tag of {name}")
         try:
             model = open_clip.create_model(name, pretrained=pretrained, device="cpu")
         except Exception as e:  # network errors, HF hub offline, corrupt files
-            raise EncoderUnavailableError(
+            raise PluginUnavailable(
                 f"cannot load open_clip {name}:{pretrained} ({type(e).__name__}: {e}). Offline, "
                 f"download the weights elsewhere and pass open_clip:{arch}:/path/to/checkpoint"
             ) from e
@@ -73,7 +78,7 @@ class OpenClipEncoder:
         self.tokenizer = open_clip.get_tokenizer(name)
         tag = Path(pretrained).name if local else pretrained
         self.model_id = f"open_clip:{name}:{tag}"
-        self.sha256 = sha256_file(pretrained) if local else state_dict_sha256(model.state_dict())
+        self.sha256 = file_sha256(pretrained) if local else state_dict_sha256(model.state_dict())
         with torch.no_grad():
             self.dim = int(self.encode_text(["a"]).shape[1])
 

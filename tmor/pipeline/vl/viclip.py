@@ -23,12 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from tmor.pipeline.vl import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    EncoderUnavailableError,
-    sha256_file,
-)
+from tmor.errors import PluginUnavailable
+from tmor.hashing import file_sha256
+from tmor.pipeline.vl import IMAGENET_MEAN, IMAGENET_STD
 from tmor.pipeline.vl._torch import autocast, l2norm, video_tensor
 
 CONTEXT_LENGTH = 32
@@ -216,7 +213,7 @@ def load_viclip(path: str | Path) -> ViClip:
     """A ViCLIP model from a released checkpoint (``{"model": sd}`` or a bare state dict)."""
     path = Path(path)
     if not path.is_file():
-        raise EncoderUnavailableError(
+        raise PluginUnavailable(
             f"ViCLIP checkpoint not found: {path}. Download ViClip-InternVid-10M-FLT.pth "
             "(ViCLIP-L/14) or ViCLIP-B_InternVid-FLT-10M.pth from huggingface.co/OpenGVLab "
             "and pass viclip:/path/to/it")
@@ -239,6 +236,13 @@ class ViClipEncoder:
     mean = IMAGENET_MEAN
     std = IMAGENET_STD
 
+    @classmethod
+    def from_spec(cls, rest: str, device: str = "cpu") -> ViClipEncoder:
+        """``PATH`` (the spec after ``viclip:``)."""
+        if not rest:
+            raise ValueError("expected viclip:PATH, got 'viclip:'")
+        return cls(rest, device=device)
+
     def __init__(self, path: str, device: str = "cpu"):
         from open_clip.tokenizer import SimpleTokenizer
 
@@ -251,7 +255,7 @@ class ViClipEncoder:
         self.dim = c.vision_out
         self.tokenizer = SimpleTokenizer(context_length=c.context_length)
         self.model_id = f"viclip:{c.name}:{Path(path).name}"
-        self.sha256 = sha256_file(path)
+        self.sha256 = file_sha256(path)
 
     @torch.no_grad()
     def encode_video(self, frames: np.ndarray) -> np.ndarray:

@@ -79,8 +79,8 @@ def write_window_corpus(out_root: str, windows: list[Window], samples_per_shard:
 def as_coco_pixels(path: str) -> tuple[np.ndarray, np.ndarray, str]:
     """A real skeleton file as the pose stage would store it: COCO-17 keypoints in pixels of a
     640x480 frame (metres x 200 around its centre; Kinect / NTU y points up, so it is flipped)."""
-    from tmor.pipeline.pose.layouts import convert
     from tmor.shards.importers import read_triplet
+    from tmor.skeleton.layouts import convert
 
     t = read_triplet(path)
     kp, sc = convert(t.keypoint, t.keypoint_score, t.layout, "coco17")

@@ -1,18 +1,30 @@
-"""Augmented motion views: random temporal crop (resized back to T) and a random rotation (3D)
-or shear (2D) of the coordinates. Batched on (N, C, T, V, M) tensors of any device, driven by a
-CPU Generator. Under DDP every rank draws the parameters of the whole global batch (``total``) from
-the same generator and keeps its own rows (``offset``), so the views do not depend on the number
-of ranks."""
+"""Skeleton augmentation, in one place for the trainer and the reader's transforms.
+
+- :func:`augment`: the pre-training's augmented motion view: random temporal crop (resized back
+  to T) and a random rotation (3D) or shear (2D) of the coordinates. Batched on (N, C, T, V, M)
+  tensors of any device, driven by a CPU Generator.
+- :func:`rotate_np`: the transfer reader's per-sample rotation (numpy, +-15 degrees).
+
+Under DDP every rank draws the parameters of the whole global batch (``total``) from the same
+generator and keeps its own rows (``offset``), so the views do not depend on the number of ranks.
+Torch is imported inside the batched functions, so numpy users need no torch.
+"""
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import torch
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _draw(gen: torch.Generator, n: int, total: int | None, offset: int, *shape: int
           ) -> torch.Tensor:
+    import torch
+
     total = n if total is None else total
     return torch.rand(total, *shape, generator=gen)[offset:offset + n]
 
@@ -20,6 +32,8 @@ def _draw(gen: torch.Generator, n: int, total: int | None, offset: int, *shape: 
 def temporal_crop(x: torch.Tensor, gen: torch.Generator, min_ratio: float = 0.5,
                   total: int | None = None, offset: int = 0) -> torch.Tensor:
     """Crop a random window of ratio in [min_ratio, 1] of T per sample; resample to T frames."""
+    import torch
+
     n, c, t, v, m = x.shape
     ratio = min_ratio + (1 - min_ratio) * _draw(gen, n, total, offset)
     length = (ratio * t).clamp(min=1).to(x.device)
@@ -37,6 +51,8 @@ def temporal_crop(x: torch.Tensor, gen: torch.Generator, min_ratio: float = 0.5,
 
 
 def _rotation(a: torch.Tensor, max_deg: float) -> torch.Tensor:
+    import torch
+
     n = a.shape[0]
     a = (a * 2 - 1) * math.radians(max_deg)
     cx, cy, cz = a.cos().unbind(1)
@@ -49,6 +65,8 @@ def _rotation(a: torch.Tensor, max_deg: float) -> torch.Tensor:
 
 
 def _shear(s: torch.Tensor, max_shear: float) -> torch.Tensor:
+    import torch
+
     n = s.shape[0]
     s = (s * 2 - 1) * max_shear
     one = torch.ones(n)
@@ -62,6 +80,8 @@ def spatial_transform(x: torch.Tensor, gen: torch.Generator, max_deg: float = 30
 
     With C > 3 (e.g. x, y, score) only the first 2 channels are transformed.
     """
+    import torch
+
     n, c = x.shape[:2]
     k = 3 if c == 3 else 2
     r = _draw(gen, n, total, offset, k if k == 3 else 2)
@@ -78,3 +98,17 @@ def augment(x: torch.Tensor, gen: torch.Generator, min_crop: float = 0.5,
     ``offset:offset + N`` of a global batch of ``total`` when given)."""
     y = temporal_crop(x, gen, min_crop, total, offset)
     return spatial_transform(y, gen, max_deg, max_shear, total, offset)
+
+
+def rotate_np(coords: np.ndarray, dims: int, rng: np.random.Generator, max_deg: float = 15.0
+              ) -> None:
+    """In-place random rotation of the first ``dims`` channels (about z in 2D, y and x in 3D)."""
+    a = np.deg2rad(rng.uniform(-max_deg, max_deg, size=2))
+    c, s = np.cos(a), np.sin(a)
+    if dims == 2:
+        r = np.array([[c[0], -s[0]], [s[0], c[0]]], np.float32)
+    else:
+        ry = np.array([[c[0], 0, s[0]], [0, 1, 0], [-s[0], 0, c[0]]], np.float32)
+        rx = np.array([[1, 0, 0], [0, c[1], -s[1]], [0, s[1], c[1]]], np.float32)
+        r = (ry @ rx).astype(np.float32)
+    coords[..., :dims] = coords[..., :dims] @ r.T

@@ -31,3 +31,8 @@ class SampleError(Exception):
 
     def __str__(self) -> str:
         return f"{self.error_class.value}: {self.message}"
+
+
+class PluginUnavailable(RuntimeError):
+    """A model plugin (pose backend, video-language encoder) cannot start: unknown name, missing
+    package, or missing / unreadable model file. The message says what to install or provide."""

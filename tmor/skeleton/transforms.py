@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from tmor.skeleton import layouts
+from tmor.skeleton.augment import rotate_np
+
 #: (left hip, right hip, left shoulder, right shoulder) joint indices of known layouts
 ANCHORS: dict[str, tuple[int, int, int, int]] = {
     "coco17": (11, 12, 5, 6),
@@ -24,16 +27,11 @@ def convert_layout(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Map (M, T, V, C) keypoints and (M, T, V) scores from layout ``src`` to ``dst``.
 
-    ``dst`` None or equal to ``src`` is the identity; otherwise this calls
-    ``tmor.pipeline.pose.layouts.convert``.
+    ``dst`` None or equal to ``src`` is the identity; otherwise :func:`layouts.convert`.
     """
     if dst is None or dst == src:
         return keypoint, score
-    try:
-        from tmor.pipeline.pose.layouts import convert
-    except ImportError as e:  # the layouts module belongs to the pose area
-        raise ValueError(f"cannot convert layout {src!r} to {dst!r}: {e}") from e
-    kp, sc = convert(keypoint, score, src, dst)
+    kp, sc = layouts.convert(keypoint, score, src, dst)
     return np.asarray(kp, dtype=np.float32), np.asarray(sc, dtype=np.float32)
 
 
@@ -41,11 +39,7 @@ def anchors(layout: str) -> tuple[int, int, int, int] | None:
     """Hip and shoulder joints of ``layout`` (None when unknown)."""
     if layout in ANCHORS:
         return ANCHORS[layout]
-    try:
-        from tmor.pipeline.pose import layouts
-    except ImportError:
-        return None
-    names = getattr(layouts, "JOINTS", {}).get(layout)
+    names = layouts.JOINTS.get(layout)
     if names is None:
         return None
     names = [str(n).lower().replace(" ", "_") for n in names]
@@ -120,19 +114,6 @@ def normalize(
     return out
 
 
-def rotate(coords: np.ndarray, dims: int, rng: np.random.Generator, max_deg: float = 15.0) -> None:
-    """In-place random rotation of the first ``dims`` channels (about z in 2D, y and x in 3D)."""
-    a = np.deg2rad(rng.uniform(-max_deg, max_deg, size=2))
-    c, s = np.cos(a), np.sin(a)
-    if dims == 2:
-        r = np.array([[c[0], -s[0]], [s[0], c[0]]], np.float32)
-    else:
-        ry = np.array([[c[0], 0, s[0]], [0, 1, 0], [-s[0], 0, c[0]]], np.float32)
-        rx = np.array([[1, 0, 0], [0, c[1], -s[1]], [0, s[1], c[1]]], np.float32)
-        r = (ry @ rx).astype(np.float32)
-    coords[..., :dims] = coords[..., :dims] @ r.T
-
-
 def to_ctvm(
     keypoint: np.ndarray,
     score: np.ndarray,
@@ -179,6 +160,6 @@ def to_ctvm(
     coords, score = select_persons(coords, score, max_persons)
     out = normalize(coords, score, layout, dims)
     if rng is not None:
-        rotate(out, dims, rng)
+        rotate_np(out, dims, rng)
         out[score <= 0] = 0.0
     return np.ascontiguousarray(out.transpose(3, 1, 2, 0))  # (M,T,V,C) -> (C,T,V,M)

@@ -1,4 +1,4 @@
-"""Shared command-line plumbing: the runner options every stage command takes."""
+"""Shared command-line plumbing of the CLIs: the runner options every stage command takes."""
 
 from __future__ import annotations
 

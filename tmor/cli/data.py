@@ -1,0 +1,377 @@
+"""``tmor-data``: build a corpus. Parses options and calls library functions; no logic here, and
+nothing heavy is imported at module level, so ``--help`` is instant."""
+
+from __future__ import annotations
+
+import typer
+
+from tmor.cli.options import parse_pairs, with_runner_options
+
+app = typer.Typer(
+    help="Build a skeleton / video / text corpus: fetch, extract-pose, caption, embed, pack.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+# ---- stages ------------------------------------------------------------------------------------
+
+ROOT = typer.Option(..., "--root", "-r", help="corpus root: a local folder or an fsspec URL")
+
+
+def run_stage_command(command: str, root: str, cli_values: dict, runner: object,
+                      yaml_cfg: dict) -> dict:
+    """Run the registered stage of ``command``: defaults < YAML section < command line."""
+    from tmor.pipeline.stages import get_stage, run_registered
+
+    spec = get_stage(command)
+    options = {**spec.options(yaml_cfg), **{k: v for k, v in cli_values.items() if v is not None}}
+    return run_registered(spec, root, options, runner)
+
+
+def plan_inputs(input: str, root: str, shard_size: int, columns: list[str] | None) -> None:
+    """Read the input list and add its new keys to the corpus plan."""
+    from rich import print as rprint
+
+    from tmor.manifests.inputs import read_inputs
+    from tmor.manifests.plan import write_plan
+
+    rows, report = read_inputs(input, parse_pairs(columns, "--column"))
+    if report["duplicates"]:
+        rprint(f"[yellow]{report['duplicates']} duplicate rows kept once[/] "
+               f"(e.g. {report['duplicate_examples']})")
+    plan = write_plan(root, rows, shard_size)
+    rprint(f"plan: {plan.rows} rows, {plan.new_keys} new keys in {len(plan.new_shards)} new "
+           f"shard(s), {plan.already_planned} already planned, {plan.total_shards} shards in all")
+
+
+INPUT_HELP = "input list (csv/tsv/jsonl/parquet/txt, .gz ok) or a folder of videos"
+SHARD_SIZE = typer.Option(1000, help="samples per shard for newly planned keys")
+COLUMNS = typer.Option(None, "--column", help="map a column: url=video_link, start=t0, ...")
+
+
+@app.command("plan")
+def plan_cmd(
+    input: str = typer.Argument(..., help=INPUT_HELP),
+    root: str = ROOT,
+    shard_size: int = SHARD_SIZE,
+    column: list[str] = COLUMNS,
+) -> None:
+    """Split an input list into shards of stable keys (plan/NNNNNN.parquet)."""
+    plan_inputs(input, root, shard_size, column)
+
+
+@app.command("fetch")
+@with_runner_options
+def fetch_cmd(
+    input: str = typer.Argument(None, help=INPUT_HELP + "; omit to use the existing plan"),
+    root: str = ROOT,
+    shard_size: int = SHARD_SIZE,
+    column: list[str] = COLUMNS,
+    allow_local: list[str] = typer.Option(
+        None, help="folder under which local paths / file:// may be read (repeatable)"),
+    max_height: int = typer.Option(None, help="format height cap [360]"),
+    fps: float = typer.Option(None, help="output fps [the source's, up to 30]"),
+    short_side: int = typer.Option(None, help="scale the short side to this many pixels"),
+    keep_audio: bool = typer.Option(None, help="keep the audio track [no]"),
+    timeout_s: float = typer.Option(None, help="per-download / per-ffmpeg timeout [300]"),
+    runner=None,
+    yaml_cfg=None,
+) -> None:
+    """Download each clip's time range, cut it exactly, and normalize it (fetch/NNNNNN.tar)."""
+    if input is not None and (runner.worker_index is None or runner.worker_index == 0):
+        plan_inputs(input, root, shard_size, column)
+    cli = {"allow_local": allow_local or None, "max_height": max_height, "fps": fps,
+           "short_side": short_side, "keep_audio": keep_audio, "timeout_s": timeout_s}
+    run_stage_command("fetch", root, cli, runner, yaml_cfg)
+
+
+@app.command("extract-pose")
+@with_runner_options
+def extract_pose_cmd(
+    root: str = ROOT,
+    backend: str = typer.Option(None, help="ultralytics | mediapipe | rtmlib | mmpose"),
+    model: str = typer.Option(None, help="model file or name (e.g. yolo11n-pose.pt)"),
+    device: str = typer.Option(None, help="auto | cpu | cuda[:N] [auto]"),
+    fps: float = typer.Option(None, help="frames per second to sample [the clip's, up to 30]"),
+    batch_size: int = typer.Option(None, help="frames per model call, across clips [32]"),
+    max_persons: int = typer.Option(None, help="tracks kept per clip [2]"),
+    lift: str = typer.Option(None, help="none | 3d: also keypoint_3d in metres [none]"),
+    runner=None,
+    yaml_cfg=None,
+) -> None:
+    """Tracked 2D (and 3D) skeletons of every fetched clip (pose/NNNNNN.tar)."""
+    cli = {"backend": backend, "model": model, "device": device, "fps": fps,
+           "batch_size": batch_size, "max_persons": max_persons, "lift": lift}
+    run_stage_command("extract-pose", root, cli, runner, yaml_cfg)
+
+
+@app.command("caption")
+@with_runner_options
+def caption_cmd(
+    root: str = ROOT,
+    model: str = typer.Option(None, help="video-language model for zero-shot naming"),
+    vocabulary: str = typer.Option(None, help="action names, one a line [packaged list]"),
+    top_k: int = typer.Option(None, help="names kept per unlabeled clip [5]"),
+    device: str = typer.Option(None, help="auto | cpu | cuda[:N]"),
+    runner=None,
+    yaml_cfg=None,
+) -> None:
+    """One text per clip: input captions, labels through templates, or zero-shot names."""
+    cli = {"model": model, "vocabulary": vocabulary, "top_k": top_k, "device": device}
+    run_stage_command("caption", root, cli, runner, yaml_cfg)
+
+
+@app.command("embed")
+@with_runner_options
+def embed_cmd(
+    root: str = ROOT,
+    model: str = typer.Option(None, help="open_clip:ARCH:PRETRAINED | viclip:PATH"),
+    device: str = typer.Option(None, help="auto | cpu | cuda[:N]"),
+    batch_size: int = typer.Option(None, help="clips per forward [32]"),
+    runner=None,
+    yaml_cfg=None,
+) -> None:
+    """Frozen video-language embeddings of each clip and its caption (embed/NNNNNN.tar)."""
+    cli = {"model": model, "device": device, "batch_size": batch_size}
+    run_stage_command("embed", root, cli, runner, yaml_cfg)
+
+
+@app.command("pack")
+@with_runner_options
+def pack_cmd(
+    root: str = ROOT,
+    min_frames_with_person: int = typer.Option(None, help="drop clips with fewer [8]"),
+    min_mean_score: float = typer.Option(None, help="drop clips under this keypoint score"),
+    min_video_text_sim: float = typer.Option(None, help="drop clips under this similarity"),
+    min_seconds: float = typer.Option(None, help="drop clips shorter than this [0.5]"),
+    runner=None,
+    yaml_cfg=None,
+) -> None:
+    """Join pose, caption and embeddings by key into triplet shards (triplets/NNNNNN.tar)."""
+    cli = {"min_frames_with_person": min_frames_with_person, "min_mean_score": min_mean_score,
+           "min_video_text_sim": min_video_text_sim, "min_seconds": min_seconds}
+    run_stage_command("pack", root, cli, runner, yaml_cfg)
+
+
+@app.command("run")
+@with_runner_options
+def run_cmd(
+    input: str = typer.Argument(None, help=INPUT_HELP + "; omit to use the existing plan"),
+    root: str = ROOT,
+    shard_size: int = SHARD_SIZE,
+    column: list[str] = COLUMNS,
+    allow_local: list[str] = typer.Option(None, help="folder local paths may be read from"),
+    pose_model: str = typer.Option(None, help="pose model file or name"),
+    embed_model: str = typer.Option(None, help="video-language model (also for captions)"),
+    runner=None,
+    yaml_cfg=None,
+) -> None:
+    """Every stage in order: fetch, extract-pose, caption, embed, pack; each resumes."""
+    from tmor.pipeline.run_all import run_all
+    from tmor.pipeline.stages import STAGES
+
+    if input is not None and (runner.worker_index is None or runner.worker_index == 0):
+        plan_inputs(input, root, shard_size, column)
+    sections = {spec.name: spec.options(yaml_cfg) for spec in STAGES}
+    if allow_local:
+        sections["fetch"]["allow_local"] = allow_local
+    if pose_model:
+        sections["pose"]["model"] = pose_model
+    if embed_model:
+        sections["embed"]["model"] = embed_model
+    if sections["embed"].get("model"):
+        sections["caption"].setdefault("model", sections["embed"]["model"])
+    try:
+        run_all(root, sections, runner)
+    except RuntimeError as e:
+        typer.secho(f"error: {e}", fg="red", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command("status")
+def status_cmd(root: str = ROOT) -> None:
+    """Per-stage counts, failures by class and seconds per sample."""
+    from tmor.pipeline.report import print_status
+
+    print_status(root)
+
+# ---- looking at a corpus -------------------------------------------------------------------------
+
+
+@app.command("show")
+def show_cmd(
+    key: str = typer.Argument(..., help="the sample key"),
+    root: str = ROOT,
+    output: str = typer.Option(..., "--output", "-o", help="out.mp4, or sheet.png / .jpg"),
+    tiles: int = typer.Option(8, help="frames in a contact sheet"),
+    cols: int = typer.Option(4, help="columns of a contact sheet"),
+    tile_width: int = typer.Option(320, help="width of a contact sheet tile in pixels"),
+) -> None:
+    """Draw a clip's extracted skeletons and track ids over its frames (mp4 or contact sheet)."""
+    from tmor.pipeline.pose.draw import find_clip, render
+    from tmor.skeleton.npz import decode_pose
+
+    try:
+        mp4, npz = find_clip(root, key)
+    except FileNotFoundError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from e
+    pose = decode_pose(npz)
+    path = render(mp4, pose, output, tiles=tiles, cols=cols, tile_width=tile_width)
+    typer.echo(f"{path}: {pose['keypoint'].shape[0]} people, {len(pose['frame_index'])} frames")
+
+
+# ---- video-language models ---------------------------------------------------------------------
+
+
+@app.command("encoder-info")
+def encoder_info_cmd(
+    model: str = typer.Argument(..., help="open_clip:ARCH:PRETRAINED | viclip:PATH"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda[:N]"),
+) -> None:
+    """Load a video-language encoder and print its id, checkpoint sha256 and sizes."""
+    import json
+
+    from tmor.pipeline.vl import load_encoder
+
+    enc = load_encoder(model, device)
+    typer.echo(json.dumps({"model_id": enc.model_id, "sha256": enc.sha256, "dim": enc.dim,
+                           "num_frames": enc.num_frames, "image_size": enc.image_size}))
+
+
+@app.command("name-clips")
+def name_clips_cmd(
+    videos: list[str] = typer.Argument(..., help="local video files"),
+    model: str = typer.Option("open_clip:ViT-B-32:openai", help="video-language model"),
+    vocabulary: str = typer.Option(None, help="action names, one a line [packaged list]"),
+    top_k: int = typer.Option(5, help="names printed per clip"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda[:N]"),
+) -> None:
+    """Zero-shot action names of video files against the vocabulary (one JSON line each)."""
+    import json
+
+    from tmor.pipeline.caption import CaptionConfig, name_videos
+
+    cfg = CaptionConfig(model=model, vocabulary=vocabulary, top_k=top_k, device=device)
+    for row in name_videos(videos, cfg):
+        typer.echo(json.dumps(row))
+
+
+# ---- checking, importing and exporting shards ---------------------------------------------------
+
+
+@app.command("validate")
+def validate_cmd(
+    root: str = ROOT,
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+) -> None:
+    """Check every triplet shard: readable, members complete, shapes/dtypes, no NaN, unique keys."""
+    import json
+
+    from tmor.shards.validate import report_dict, validate
+
+    report = validate(root)
+    if as_json:
+        typer.echo(json.dumps(report_dict(report), indent=2))
+    else:
+        for d in report.defects:
+            typer.echo(f"DEFECT {d}", err=True)
+        typer.echo(report.summary())
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command("stats")
+def stats_cmd(
+    root: str = ROOT,
+    plots: bool = typer.Option(True, help="write PNG plots into <root>/stats/"),
+) -> None:
+    """The corpus card as a table, plus plots of lengths, people, scores and labels."""
+    from rich.console import Console
+
+    from tmor.shards.stats import render_table, stats
+
+    _, rows, written = stats(root, plots=plots)
+    console = Console()
+    console.print(render_table(rows, f"corpus {root}"))
+    for url in written:
+        console.print(f"wrote {url}")
+
+
+@app.command("import")
+def import_cmd(
+    paths: list[str] = typer.Argument(..., help="skeleton files: .pkl, .skeleton, .npy, .csv"),
+    root: str = ROOT,
+    fmt: str = typer.Option(None, "--format", help="pyskl | ntu | kinect_csv | fsd10 [by name]"),
+    layout: str = typer.Option("coco17", help="joint layout of a pyskl pickle's keypoints"),
+    fps: float = typer.Option(30.0, help="frame rate of a pyskl pickle's sequences"),
+    samples_per_shard: int = typer.Option(1000, help="samples per triplet shard"),
+    labels: list[str] = typer.Option(
+        None, "--labels", help="untrimmed: per-sequence label files (PKU-MMD style "
+        "label,start,end a line), paired with the skeleton files by name"),
+    classes: str = typer.Option(None, help="untrimmed: class names, one a line, in id order"),
+    label_offset: int = typer.Option(0, help="untrimmed: added to label ids (1-based ids: -1)"),
+) -> None:
+    """Import existing skeletons as skeleton-only triplet shards into <root>/triplets.
+
+    With --labels, sequences are untrimmed with per-frame labels (for `tmor-train detect`)."""
+    import json
+
+    from tmor.shards.importers import import_files
+
+    if labels:
+        from pathlib import Path
+
+        from tmor.shards.import_untrimmed import import_pku_style
+
+        if classes is None:
+            raise typer.BadParameter("--labels needs --classes names.txt")
+        names = [n.strip() for n in Path(classes).read_text().splitlines() if n.strip()]
+        try:
+            summary = import_pku_style(paths, labels, root, names, fps=fps,
+                                       layout=layout if fmt else "ntu25",
+                                       label_offset=label_offset)
+        except ValueError as e:
+            raise typer.BadParameter(str(e)) from None
+        typer.echo(json.dumps({k: v for k, v in summary.items() if k != "split"}, default=str))
+        return
+
+    kwargs = {"layout": layout, "fps": fps} if (fmt == "pyskl" or (
+        len(paths) == 1 and paths[0].endswith((".pkl", ".pickle")))) else {}
+    summary = import_files(paths, root, fmt, samples_per_shard, **kwargs)
+    typer.echo(json.dumps({k: v for k, v in summary.items() if k != "split"}, default=str))
+
+
+@app.command("export")
+def export_cmd(
+    root: str = ROOT,
+    to: str = typer.Option("pyskl", help="pyskl | stgcn"),
+    out: str = typer.Option(..., help="output file: .pkl (pyskl) or .npy (stgcn data)"),
+    label_out: str = typer.Option(None, help="stgcn: label pickle [<out>_label.pkl]"),
+    channels: int = typer.Option(3, help="stgcn: 2 (x, y) or 3 (3D, else x, y, score)"),
+    max_frames: int = typer.Option(None, help="stgcn: cut clips to this many frames"),
+    layout: str = typer.Option(None, help="stgcn: convert every sample to this joint layout"),
+) -> None:
+    """Export triplet shards as a pyskl / mmaction2 pickle or ST-GCN (N,C,T,V,M) npy + labels."""
+    import json
+
+    from tmor.shards.exporters import export_pyskl, export_stgcn
+
+    if to == "pyskl":
+        summary = export_pyskl(root, out)
+    elif to == "stgcn":
+        label_out = label_out or (out[:-4] if out.endswith(".npy") else out) + "_label.pkl"
+        summary = export_stgcn(
+            root, out, label_out, channels=channels, max_frames=max_frames, layout=layout
+        )
+    else:
+        raise typer.BadParameter(f"unknown export format {to!r}", param_hint="--to")
+    typer.echo(json.dumps(summary))
+
+
+def main() -> None:
+    """Entry point of ``tmor-data``."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""The stage registry: every corpus stage once, with its command, folder, YAML section and
+classes. The CLI, ``run`` and ``status`` all read this list.
+
+One name per stage: the stage name is its folder under the corpus root, its ledger name and its
+YAML section (``pose:``, ``triplets:``); the command is what a user types (``extract-pose``,
+``pack``), and a YAML section named after the command is read too.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+
+from tmor.config import build
+from tmor.pipeline.runner import RunnerOptions
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage of the corpus pipeline."""
+
+    name: str  # folder = ledger stage = YAML section
+    command: str  # the tmor-data command
+    module: str
+    stage_class: str
+    config_class: str
+    finish: str | None = None  # function(root, stage) run once after the stage's shards
+
+    @property
+    def sections(self) -> tuple[str, ...]:
+        """YAML sections that configure this stage (its name, then its command's)."""
+        alias = self.command.replace("-", "_")
+        return (self.name,) if alias == self.name else (self.name, alias)
+
+    def load(self) -> tuple[type, type]:
+        """(Stage class, config class); imports the stage module."""
+        mod = importlib.import_module(self.module)
+        return getattr(mod, self.stage_class), getattr(mod, self.config_class)
+
+    def options(self, yaml_cfg: dict[str, Any]) -> dict[str, Any]:
+        """This stage's options from a parsed YAML file (command-named section first)."""
+        merged: dict[str, Any] = {}
+        for section in reversed(self.sections):
+            merged.update(yaml_cfg.get(section) or {})
+        return merged
+
+
+STAGES: tuple[StageSpec, ...] = (
+    StageSpec("fetch", "fetch", "tmor.pipeline.fetch", "FetchStage", "FetchConfig"),
+    StageSpec("pose", "extract-pose", "tmor.pipeline.pose.stage", "PoseStage", "PoseConfig"),
+    StageSpec("caption", "caption", "tmor.pipeline.caption", "CaptionStage", "CaptionConfig"),
+    StageSpec("embed", "embed", "tmor.pipeline.embed", "EmbedStage", "EmbedConfig"),
+    StageSpec("triplets", "pack", "tmor.pipeline.pack", "PackStage", "PackConfig",
+              finish="finish_pack"),
+)
+STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
+
+
+def get_stage(name_or_command: str) -> StageSpec:
+    """The spec of a stage, by stage name or command."""
+    for spec in STAGES:
+        if name_or_command in (spec.name, spec.command):
+            return spec
+    raise KeyError(f"unknown stage {name_or_command!r}; stages: {', '.join(STAGE_NAMES)}")
+
+
+def run_registered(spec: StageSpec, root: str, options: dict[str, Any],
+                   runner: RunnerOptions, console: Console | None = None) -> dict[str, Any]:
+    """Build the stage from ``options`` (defaults < given layers), run it over the corpus, then
+    its finish step; returns the stage summary."""
+    from tmor.pipeline.executors import run_stage
+
+    stage_cls, config_cls = spec.load()
+    stage = stage_cls(build(config_cls, options))
+    summary = run_stage(stage, root, runner, console)
+    if spec.finish:
+        getattr(importlib.import_module(spec.module), spec.finish)(root, stage)
+    return summary
