@@ -90,6 +90,24 @@ class _Handler(BaseHTTPRequestHandler):
         return target, 200
 
     def _serve(self, body: bool) -> None:
+        with self.server.lock:
+            self.server.active += 1
+            self.server.peak = max(self.server.peak, self.server.active)
+        self._counted = True
+        try:
+            self._serve_counted(body)
+        finally:
+            self._uncount()
+
+    def _uncount(self) -> None:
+        """Stop counting this request as active: at the latest just before its last body bytes
+        go out, so a client that has them all can start its next request uncounted."""
+        if self._counted:
+            self._counted = False
+            with self.server.lock:
+                self.server.active -= 1
+
+    def _serve_counted(self, body: bool) -> None:
         if self.server.latency_s:
             time.sleep(self.server.latency_s)  # emulate a round trip before the first byte
         path = unquote(urlsplit(self.path).path)
@@ -104,6 +122,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self.server.ignore_range:
             rng = None
+        asked = self.headers.get("Range")
         size = len(source) if isinstance(source, bytes) else source.stat().st_size
         first, last = 0, size - 1
         if rng is not None:
@@ -134,7 +153,7 @@ class _Handler(BaseHTTPRequestHandler):
             sent = self._write_body(source, first, cut)
             if cut < last:  # a transfer cut short: close without the rest of the body
                 self.close_connection = True
-        self.server.record(RequestLog(self.command, path, status, rng, sent, ua, cookie))
+        self.server.record(RequestLog(self.command, path, status, asked, sent, ua, cookie))
 
     def _write_body(self, source: bytes | Path, first: int, last: int) -> int:
         sent = 0
@@ -148,6 +167,8 @@ class _Handler(BaseHTTPRequestHandler):
                     chunk = f.read(min(_CHUNK, last - pos + 1))
                     if not chunk:
                         break
+                    if pos + len(chunk) > last:
+                        self._uncount()
                     self.wfile.write(chunk)
                     sent += len(chunk)
                     pos += len(chunk)
@@ -205,6 +226,7 @@ class _Server(ThreadingHTTPServer):
         self.content_types: dict[str, str] = {}
         self.log: list[RequestLog] = []
         self.lock = threading.Lock()
+        self.active = self.peak = 0  # requests being served now / at most at once
         super().__init__(addr, _Handler)
 
     def get_request(self):  # type: ignore[override]
@@ -263,9 +285,16 @@ class RangeServer:
         """Bytes written to clients, for one path (as requested, unquoted) or in total."""
         return sum(e.sent for e in self.log if path is None or e.path == "/" + path.lstrip("/"))
 
+    @property
+    def peak_requests(self) -> int:
+        """The most requests served at the same time since the start or the last reset."""
+        with self._server.lock:
+            return self._server.peak
+
     def reset(self) -> None:
         with self._server.lock:
             self._server.log.clear()
+            self._server.peak = self._server.active
 
     def start(self) -> RangeServer:
         self._thread.start()

@@ -90,9 +90,11 @@ class FetchConfig:
     clips_in_flight: int = 8  # clips of a shard fetched at once (threads waiting on ffmpeg)
     per_host_connections: int = 8  # upstream connections open at once per host
     max_source_mb: float = 2048.0  # bound of a whole-file download (servers without Range)
-    small_source_mb: float = 1.0  # read whole at or below this size (or 0.5 MB per clip)
-    range_chunk_kb: int = 64  # granularity of Range reads through the proxy
+    small_source_mb: float = 1.0  # read whole at or below this size (0: never) ...
+    whole_mb_per_clip: float = 0.5  # ... or below this much per clip of the source
+    range_chunk_kb: int = 32  # granularity of Range reads through the proxy
     source_cache_mb: int = 32  # chunks kept per source for its other clips
+    recv_buffer_kb: int = 32  # ffmpeg's socket buffer from the proxy (0: the kernel's default)
 
 
 #: where a clip's bytes came from, as recorded in its ledger row (``fetch_path``)
@@ -120,6 +122,7 @@ class _Source:
     resolve_s: float = 0.0
     limited: SampleError | None = None
     expected: int = 0  # results owed for this source (its samples)
+    prepared: bool = False  # resolved (and downloaded, on a whole path): its clips were tried
     reported: set[str] = field(default_factory=set)
 
 
@@ -235,13 +238,14 @@ class FetchStage(Stage):
                 self._with_retries(lambda: self._prepare(src, source, kind))
             except SampleError as err:
                 if err.error_class is ErrorClass.RATE_LIMITED:
-                    self._strike()
+                    src.limited = err  # the strike is counted when the source closes
                 seconds = time.perf_counter() - t0
                 for clip in src.clips:
                     self._emit(src, events, Result(key=clip.sample.key, error=err,
                                                    record={"seconds": seconds}))
                 return
             src.resolve_s = time.perf_counter() - t0
+            src.prepared = True
             for clip in src.clips:
                 pool.submit(self._clip_job, src, clip, events)
         except BaseException as exc:  # a bug or a shut-down pool: fail what is left, transient
@@ -264,7 +268,9 @@ class FetchStage(Stage):
             return
         assert self._limiter is not None and self._proxy is not None and self._tmp is not None
         found = probe(self._limiter, resolved.url, resolved.headers, cfg.io_timeout_s)
-        small = max(cfg.small_source_mb, 0.5 * len(src.clips)) * 1e6
+        # small: reading it whole costs about what its clips' range reads would (0: never)
+        small = max(cfg.small_source_mb, cfg.whole_mb_per_clip * len(src.clips)) * 1e6 \
+            if cfg.small_source_mb > 0 else 0
         if found.ranges and found.size is not None and found.size > small:
             src.path = PATH_RANGE
             src.source_bytes = found.size
@@ -301,7 +307,7 @@ class FetchStage(Stage):
             self._cleanup_source(src)
             if src.limited is not None:
                 self._strike()  # back off before the next source
-            elif src.resolved is not None and src.clips:
+            elif src.prepared:
                 with self._lock:
                     self._rate_strikes = 0
             events.put(None)
@@ -432,6 +438,7 @@ class FetchStage(Stage):
                        preset=cfg.preset, threads=cfg.threads, io_timeout_s=cfg.io_timeout_s)
         if proxy_url is not None:  # ffmpeg reads through the proxy: no headers on its argv
             spec.url, spec.web = proxy_url, True
+            spec.recv_buffer = cfg.recv_buffer_kb * 1024 or None
         elif source.local_file is not None:
             spec.url, spec.web = "file:" + source.local_file, False
         elif src.web and source.path != PATH_YTDLP:

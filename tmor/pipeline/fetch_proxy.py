@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import socket
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from tmor.errors import SampleError
 from tmor.pipeline.fetch_errors import classify_exception
 from tmor.pipeline.fetch_http import HostLimiter, read_range
+
+SEND_BUFFER = 8 * 1024
 
 
 @dataclass
@@ -164,6 +167,13 @@ class _ProxyServer(ThreadingHTTPServer):
 
     def handle_error(self, request: object, client_address: object) -> None:
         pass  # ffmpeg hangs up mid-body after every seek
+
+    def get_request(self):  # type: ignore[no-untyped-def]
+        conn, addr = super().get_request()
+        # a small send buffer: the kernel must not hold (and the proxy not fetch) much more
+        # than ffmpeg has asked for; what it buffers would be read upstream for nothing
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+        return conn, addr
 
     def lookup(self, path: str) -> tuple[SourceCache, ClipSession] | None:
         parts = path.split("?", 1)[0].strip("/").split("/")
