@@ -12,8 +12,10 @@ the fetch stage's normalization), so only the way bytes are fetched differs:
 - whole-then-cut:  download each whole video (one connection), then cut its clips from disk.
 
 Bytes are what the server wrote to its sockets. ``frames_exact`` counts clips whose frame count
-equals duration x fps (150). The clips' own bytes (the source packets inside each range) are
-measured with ffprobe on the source files. Medians of ``--runs`` runs, methods interleaved.
+equals duration x fps (150). CPU seconds (this process and its ffmpeg / ffprobe children) are
+reported beside wall seconds: on a shared machine the encodes compete for the cores. The clips'
+own bytes (the source packets inside each range) are measured with ffprobe on the source files.
+Medians of ``--runs`` runs, methods interleaved.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/fetch.py [--runs 3] [--json out.json]
 """
@@ -24,6 +26,7 @@ import argparse
 import dataclasses
 import json
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -94,6 +97,13 @@ def clip_list(server: RangeServer) -> list[Sample]:
                    "start": a, "end": a + CLIP_S}
             samples.append(Sample(key=key, row=row))
     return samples
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (ffmpeg, ffprobe)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _exact(frames: int) -> bool:
@@ -205,30 +215,35 @@ def main() -> None:
             for name in chosen:
                 srv.reset()
                 load.append(os.getloadavg()[0])
+                cpu0 = _cpu_seconds()
                 t1 = time.perf_counter()
                 ok, exact = methods[name](samples)
                 dt = time.perf_counter() - t1
+                cpu = _cpu_seconds() - cpu0
                 sent = srv.bytes_sent()
                 runs[name].append({"seconds": dt, "bytes": sent, "clips_ok": ok,
-                                   "frames_exact": exact})
+                                   "frames_exact": exact, "cpu_seconds": cpu})
                 print(f"  run {run + 1} {name:16s} {ok}/{len(samples)} ok, {exact} exact, "
-                      f"{dt:6.2f} s, {sent / 1e6:6.2f} MB", flush=True)
+                      f"{dt:6.2f} s, {sent / 1e6:6.2f} MB, cpu {cpu:6.1f} s", flush=True)
     out: dict[str, dict] = {}
     for name in chosen:
         r = runs[name]
         out[name] = {"seconds": statistics.median(x["seconds"] for x in r),
                      "bytes": int(statistics.median(x["bytes"] for x in r)),
                      "clips_ok": min(x["clips_ok"] for x in r),
-                     "frames_exact": min(x["frames_exact"] for x in r), "runs": r}
+                     "frames_exact": min(x["frames_exact"] for x in r),
+                     "cpu_seconds": statistics.median(x["cpu_seconds"] for x in r), "runs": r}
     link = f"{args.rate_mbytes:g} MB/s per connection" if rate else "loopback, unthrottled"
     print(f"\n[{len(samples)} clips of {CLIP_S:g} s from {len(SOURCES)} x {SECONDS / 60:g} min "
           f"360p videos; {link}] median of {args.runs} runs; clips' own bytes {own / 1e6:.2f} MB;"
           f" load avg {statistics.median(load):.1f} on {os.cpu_count()} cpus")
-    print(f"  {'method':16s} {'seconds':>8s} {'MB':>7s} {'x own':>6s} {'ok':>4s} {'exact':>6s}")
+    print(f"  {'method':16s} {'seconds':>8s} {'MB':>7s} {'x own':>6s} {'ok':>4s} {'exact':>6s}"
+          f" {'cpu s':>6s}")
     for name in chosen:
         m = out[name]
         print(f"  {name:16s} {m['seconds']:8.2f} {m['bytes'] / 1e6:7.2f} "
-              f"{m['bytes'] / own:6.2f} {m['clips_ok']:4d} {m['frames_exact']:6d}")
+              f"{m['bytes'] / own:6.2f} {m['clips_ok']:4d} {m['frames_exact']:6d} "
+              f"{m['cpu_seconds']:6.1f}")
     if "ffmpeg-ss-x2" in out:
         ref = out["ffmpeg-ss-x2"]["seconds"]
         for name in chosen:
