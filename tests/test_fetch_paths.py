@@ -192,3 +192,18 @@ def test_cookies_reach_the_server_but_never_ffmpeg_argv(
     assert not any(secret in arg or "Cookie" in arg for a in argvs for arg in a)
     assert all(a[a.index("-i") + 1].startswith("http://127.0.0.1:") for a in cuts)
     assert not any("moov_end" in a[a.index("-i") + 1] for a in cuts)  # the proxy's URL only
+
+
+def test_hls_manifest_is_cut_by_ffmpeg_itself(sources: Path, tmp_path: Path) -> None:
+    hls = tmp_path / "hls"
+    hls.mkdir()
+    _ffmpeg("-i", "file:" + str(sources / "moov_end.mp4"), "-c", "copy", "-f", "hls",
+            "-hls_time", "1", "-hls_playlist_type", "vod", str(hls / "index.m3u8"))
+    with RangeServer(hls) as srv:
+        samples = [_sample("hls", srv.url("index.m3u8"), "url", 1.0, 2.5)]
+        results, left = _run_keep_tmp(FetchStage(_config(direct_urls=False)), samples)
+    res = results["hls"]
+    assert res.ok, str(res.error)
+    assert res.record["fetch_path"] == "stream" and left == []
+    info = _probe_bytes(res.members["mp4"])
+    assert abs(info.frames - 1.5 * info.fps) <= 1  # MPEG-TS timestamps: within a frame

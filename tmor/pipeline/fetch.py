@@ -99,7 +99,15 @@ class FetchConfig:
 
 #: where a clip's bytes came from, as recorded in its ledger row (``fetch_path``)
 PATH_RANGE, PATH_WHOLE_NO_RANGE, PATH_WHOLE_SMALL = "range", "whole-no-range", "whole-small"
-PATH_LOCAL, PATH_YTDLP = "local", "yt-dlp"
+PATH_LOCAL, PATH_YTDLP, PATH_STREAM = "local", "yt-dlp", "stream"
+
+
+def _is_stream(resolved: Resolved) -> bool:
+    """HLS / DASH manifests: ffmpeg must follow their segment URLs itself."""
+    protocol = str(resolved.meta.get("protocol") or "")
+    path = resolved.url.split("?", 1)[0].lower()
+    return protocol.startswith(("m3u8", "http_dash", "dash", "f4m", "ism")) or path.endswith(
+        (".m3u8", ".mpd"))
 
 
 @dataclass
@@ -265,6 +273,9 @@ class FetchStage(Stage):
             return
         if cfg.method == "yt-dlp" and resolved.info is not None:
             src.path = PATH_YTDLP
+            return
+        if _is_stream(resolved):
+            src.path = PATH_STREAM
             return
         assert self._limiter is not None and self._proxy is not None and self._tmp is not None
         found = probe(self._limiter, resolved.url, resolved.headers, cfg.io_timeout_s)
@@ -441,6 +452,9 @@ class FetchStage(Stage):
             spec.recv_buffer = cfg.recv_buffer_kb * 1024 or None
         elif source.local_file is not None:
             spec.url, spec.web = "file:" + source.local_file, False
+        elif source.path == PATH_STREAM:  # ffmpeg follows the manifest's segments itself;
+            # its -headers are on its argv, so the Cookie header is left out (a known limit)
+            spec.headers = {k: v for k, v in src.headers.items() if k.lower() != "cookie"}
         elif src.web and source.path != PATH_YTDLP:
             raise SampleError(ErrorClass.TRANSIENT, f"no input for path {source.path}")
         try:
