@@ -75,17 +75,68 @@ def make_sources(folder: Path) -> None:
         os.replace(folder / ("tmp-" + name), out)
 
 
-def own_bytes(path: Path, ranges: list[tuple[float, float]]) -> list[int]:
-    """Bytes of the source's video packets whose pts lies in each range."""
+def packets(path: Path) -> list[tuple[float, int, int, bool]]:
+    """(pts, size, file offset, keyframe) of the source's video packets."""
     argv = ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
-            "packet=pts_time,size", "-of", "csv=p=0", "file:" + str(path)]
-    proc = run_bounded(argv, 300)
-    packets = []
-    for line in proc.stdout.decode().splitlines():
-        t, _, size = line.partition(",")
-        if t and size:
-            packets.append((float(t), int(size)))
-    return [sum(s for t, s in packets if a <= t < b) for a, b in ranges]
+            "packet=pts_time,size,pos,flags", "-of", "csv=p=0", "file:" + str(path)]
+    out = []
+    for line in run_bounded(argv, 300).stdout.decode().splitlines():
+        t, size, pos, flags = (line.split(",") + ["", "", "", ""])[:4]
+        if t and size and pos:
+            out.append((float(t), int(size), int(pos), "K" in flags))
+    return out
+
+
+def own_bytes(pkts: list[tuple[float, int, int, bool]], a: float, b: float) -> tuple[int, int]:
+    """(bytes of the packets in [a, b), bytes of the GOP before a that decoding needs)."""
+    key = max((t for t, _, _, k in pkts if k and t <= a), default=0.0)
+    own = sum(size for t, size, _, _ in pkts if a <= t < b)
+    lead = sum(size for t, size, _, _ in pkts if key <= t < a)
+    return own, lead
+
+
+def top_atoms(path: Path) -> dict[str, tuple[int, int]]:
+    """Top-level mp4 atoms: type -> (offset, size)."""
+    atoms: dict[str, tuple[int, int]] = {}
+    size_all = path.stat().st_size
+    with open(path, "rb") as f:
+        pos = 0
+        while pos + 8 <= size_all:
+            f.seek(pos)
+            head = f.read(16)
+            size, kind = int.from_bytes(head[:4], "big"), head[4:8].decode("latin-1")
+            if size == 1:
+                size = int.from_bytes(head[8:16], "big")
+            elif size == 0:
+                size = size_all - pos
+            atoms[kind] = (pos, size)
+            pos += size
+    return atoms
+
+
+def where_bytes(log: list, folder: Path, own: int, lead: int) -> dict[str, int]:
+    """Split what the server sent into the file's head (before the media data), its index
+    (the moov atom at the end), and media data: the clips' own packets, the GOP before each cut
+    that decoding needs, and the rest (read past a clip's end, or read twice)."""
+    out = {"head": 0, "index": 0, "media": 0}
+    for e in log:
+        name = e.path.lstrip("/")
+        if name not in SOURCES or not e.sent:
+            continue
+        atoms = top_atoms(folder / name)
+        mdat_off, mdat_size = atoms["mdat"]
+        media0, media1 = mdat_off + 16, mdat_off + mdat_size
+        first = 0
+        if e.range:
+            a = e.range.split("=", 1)[1].split("-")[0]
+            first = int(a) if a else 0
+        lo, hi = first, first + e.sent
+        out["head"] += max(0, min(hi, media0) - lo)
+        out["index"] += max(0, hi - max(lo, media1))
+        out["media"] += max(0, min(hi, media1) - max(lo, media0))
+    out["gop_before_cut"], out["clips_own"] = lead, own
+    out["media_other"] = out.pop("media") - own - lead
+    return out
 
 
 def clip_list(server: RangeServer) -> list[Sample]:
@@ -194,7 +245,12 @@ def main() -> None:
     print(f"sources ready in {time.perf_counter() - t0:.1f} s: "
           + ", ".join(f"{n} {(folder / n).stat().st_size / 1e6:.1f} MB" for n in SOURCES))
     ranges = [(a, a + CLIP_S) for a in STARTS]
-    own = sum(sum(own_bytes(folder / n, ranges)) for n in SOURCES)
+    own = lead = 0
+    for n in SOURCES:
+        pkts = packets(folder / n)
+        for a, b in ranges:
+            o, g = own_bytes(pkts, a, b)
+            own, lead = own + o, lead + g
     cfg = FetchConfig(timeout_s=300)
     fields = {f.name for f in dataclasses.fields(FetchConfig)}
     methods = {
@@ -222,7 +278,8 @@ def main() -> None:
                 cpu = _cpu_seconds() - cpu0
                 sent = srv.bytes_sent()
                 runs[name].append({"seconds": dt, "bytes": sent, "clips_ok": ok,
-                                   "frames_exact": exact, "cpu_seconds": cpu})
+                                   "frames_exact": exact, "cpu_seconds": cpu,
+                                   "where": where_bytes(srv.log, folder, own, lead)})
                 print(f"  run {run + 1} {name:16s} {ok}/{len(samples)} ok, {exact} exact, "
                       f"{dt:6.2f} s, {sent / 1e6:6.2f} MB, cpu {cpu:6.1f} s", flush=True)
     out: dict[str, dict] = {}
@@ -244,13 +301,20 @@ def main() -> None:
         print(f"  {name:16s} {m['seconds']:8.2f} {m['bytes'] / 1e6:7.2f} "
               f"{m['bytes'] / own:6.2f} {m['clips_ok']:4d} {m['frames_exact']:6d} "
               f"{m['cpu_seconds']:6.1f}")
+    print(f"  where the bytes went (MB, last run): clips' own {own / 1e6:.2f}, GOP before each "
+          f"cut {lead / 1e6:.2f}")
+    for name in chosen:
+        w = runs[name][-1]["where"]
+        print(f"  {name:16s} head {w['head'] / 1e6:6.2f}  index (moov) {w['index'] / 1e6:6.2f}  "
+              f"media beyond own + GOP {w['media_other'] / 1e6:6.2f}")
     if "ffmpeg-ss-x2" in out:
         ref = out["ffmpeg-ss-x2"]["seconds"]
         for name in chosen:
             print(f"  speed {name} vs ffmpeg-ss-x2: x{ref / out[name]['seconds']:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(
-            {"methods": out, "clips_own_bytes": own, "load_avg": statistics.median(load),
+            {"methods": out, "clips_own_bytes": own, "gop_before_cut_bytes": lead,
+             "load_avg": statistics.median(load),
              "cpus": os.cpu_count(), "link": link, "clips": len(samples)}, indent=1))
 
 

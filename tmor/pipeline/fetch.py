@@ -94,7 +94,7 @@ class FetchConfig:
     whole_mb_per_clip: float = 0.5  # ... or below this much per clip of the source
     range_chunk_kb: int = 32  # granularity of Range reads through the proxy
     source_cache_mb: int = 32  # chunks kept per source for its other clips
-    recv_buffer_kb: int = 32  # ffmpeg's socket buffer from the proxy (0: the kernel's default)
+    recv_buffer_kb: int = 16  # ffmpeg's socket buffer from the proxy (0: the kernel's default)
 
 
 #: where a clip's bytes came from, as recorded in its ledger row (``fetch_path``)

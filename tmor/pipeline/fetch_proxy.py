@@ -29,7 +29,7 @@ from tmor.errors import SampleError
 from tmor.pipeline.fetch_errors import classify_exception
 from tmor.pipeline.fetch_http import HostLimiter, read_range
 
-SEND_BUFFER = 8 * 1024
+SEND_BUFFER = 4 * 1024
 
 
 @dataclass
