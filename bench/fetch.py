@@ -10,6 +10,7 @@ the fetch stage's normalization), so only the way bytes are fetched differs:
 - tmor-sequential: ``FetchStage`` with one clip at a time (``clips_in_flight=1``).
 - ffmpeg-ss-x2:    plain ``ffmpeg -ss S -i URL -t 5`` per clip, two at a time.
 - whole-then-cut:  download each whole video (one connection), then cut its clips from disk.
+- tmor-today:      (``--today TREE``) the fetch stage of an older checkout, for before / after.
 
 Bytes are what the server wrote to its sockets. ``frames_exact`` counts clips whose frame count
 equals duration x fps (150). CPU seconds (this process and its ffmpeg / ffprobe children) are
@@ -190,6 +191,35 @@ def _cut(url: str, web: bool, start: float, out: str, cfg: FetchConfig) -> int:
     return frames
 
 
+_TODAY = """
+import json, sys
+from tmor.pipeline.fetch import FetchConfig, FetchStage
+from tmor.pipeline.stage import Sample
+rows = json.load(sys.stdin)
+stage = FetchStage(FetchConfig(timeout_s=300))
+stage.setup()
+try:
+    res = [r for r in stage.process(iter([Sample(key=r["key"], row=r) for r in rows])) if r.ok]
+finally:
+    stage.teardown()
+print(json.dumps([len(res), sum(int(r.record["frames"]) == FRAMES for r in res)]))
+"""
+
+
+def run_today(samples: list[Sample], tree: str) -> tuple[int, int]:
+    """The fetch stage of another checkout (tmor before issue 14), in a child process."""
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": tree}
+    code = _TODAY.replace("FRAMES", str(round(CLIP_S * FPS)))
+    proc = subprocess.run([sys.executable, "-c", code], input=json.dumps(
+        [s.row for s in samples]).encode(), capture_output=True, env=env, timeout=1800)
+    if proc.returncode != 0:
+        raise SystemExit(f"tmor-today failed: {proc.stderr.decode()[-500:]}")
+    ok, exact = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    return ok, exact
+
+
 def run_ffmpeg_ss(samples: list[Sample], cfg: FetchConfig) -> tuple[int, int]:
     """Plain ``ffmpeg -ss`` over HTTP per clip, two processes at a time."""
     tmp = tempfile.mkdtemp(prefix="tmor-bench-ss-")
@@ -236,6 +266,9 @@ def main() -> None:
                     help="folder for the generated 7-minute sources (kept between runs)")
     ap.add_argument("--methods", default="tmor,tmor-sequential,ffmpeg-ss-x2,whole-then-cut")
     ap.add_argument("--json", default=None, help="write the medians per method here")
+    ap.add_argument("--today", default=None,
+                    help="a checkout of tmor before issue 14 (e.g. git archive 493189b tmor): "
+                         "adds method tmor-today, its fetch stage run in a child process")
     args = ap.parse_args()
     if not VIDEOS.is_dir():
         raise SystemExit(f"shared clips not found at {VIDEOS}")
@@ -261,7 +294,11 @@ def main() -> None:
         "ffmpeg-ss-x2": lambda s: run_ffmpeg_ss(s, cfg),
         "whole-then-cut": lambda s: run_whole(s, cfg),
     }
+    if args.today:
+        methods["tmor-today"] = lambda s: run_today(s, args.today)
     chosen = [m for m in args.methods.split(",") if m]
+    if args.today and "tmor-today" not in chosen:
+        chosen.insert(0, "tmor-today")
     rate = args.rate_mbytes * 1e6 if args.rate_mbytes > 0 else None
     runs: dict[str, list[dict]] = {m: [] for m in chosen}
     load = []

@@ -93,6 +93,7 @@ class FetchConfig:
     small_source_mb: float = 1.0  # read whole at or below this size (0: never) ...
     whole_mb_per_clip: float = 0.5  # ... or below this much per clip of the source
     range_chunk_kb: int = 32  # granularity of Range reads through the proxy
+    readahead_chunks: int = 1  # chunks fetched ahead of a clip that reads on (0: none)
     source_cache_mb: int = 32  # chunks kept per source for its other clips
     recv_buffer_kb: int = 16  # ffmpeg's socket buffer from the proxy (0: the kernel's default)
 
@@ -288,7 +289,7 @@ class FetchStage(Stage):
             cache = SourceCache(found.url, resolved.headers, found.size, self._limiter,
                                 chunk_bytes=max(4, cfg.range_chunk_kb) * 1024,
                                 max_bytes=cfg.source_cache_mb * 1024 * 1024,
-                                timeout_s=cfg.io_timeout_s)
+                                timeout_s=cfg.io_timeout_s, readahead=cfg.readahead_chunks)
             src.token = self._proxy.add_source(cache)
             return
         src.path = PATH_WHOLE_SMALL if found.ranges else PATH_WHOLE_NO_RANGE
@@ -488,6 +489,7 @@ class FetchStage(Stage):
             with open(out_path, "rb") as f:
                 mp4 = f.read()
             if session is not None:  # counted by the proxy: chunks this clip pulled upstream
+                session.settle(cfg.io_timeout_s)
                 nbytes = session.bytes_pulled
             elif source.local_file is not None:  # the whole file, shared by the source's clips
                 nbytes = round((source.source_bytes or 0) / max(1, len(source.clips)))

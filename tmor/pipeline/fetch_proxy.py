@@ -9,8 +9,9 @@ chunks and fetches a missing chunk upstream with an exact ``Range: bytes=a-b`` r
   loopback URL (random tokens, valid while the clip is cut);
 - the chunks every clip of a source reads (the file's head, the moov atom at the end, the index)
   are fetched once and shared by the source's clips;
-- no connection streams ahead of the reader: a clip pulls at most the chunks it touches, and when
-  ffmpeg stops after its last frame, nothing more is fetched;
+- no connection streams ahead of the reader: a clip pulls the chunks it touches and, once it reads
+  on past a chunk, the next one (``readahead``) so that it does not wait a round trip per chunk;
+  when ffmpeg stops after its last frame, at most that chunk was fetched for nothing;
 - bytes pulled are counted per clip, and an upstream failure is recorded for the clip, so a
   truncated transfer is reported as transient rather than as the broken input ffmpeg then sees.
 """
@@ -39,20 +40,50 @@ class ClipSession:
     bytes_pulled: int = 0
     cache_hits: int = 0
     errors: list[SampleError] = field(default_factory=list)
+    pending: int = 0  # read-ahead fetches still running
+    done: threading.Condition = field(default_factory=threading.Condition)
+
+    def settle(self, timeout_s: float) -> None:
+        """Wait for this clip's read-ahead fetches, so that its byte count is final."""
+        with self.done:
+            self.done.wait_for(lambda: self.pending == 0, timeout_s)
 
 
 class SourceCache:
     """Aligned chunks of one range-capable source, fetched once, LRU-bounded."""
 
     def __init__(self, url: str, headers: dict[str, str], size: int, limiter: HostLimiter, *,
-                 chunk_bytes: int, max_bytes: int, timeout_s: float):
+                 chunk_bytes: int, max_bytes: int, timeout_s: float, readahead: int = 1):
         self.url, self.headers, self.size = url, headers, size
         self.limiter, self.chunk, self.timeout_s = limiter, chunk_bytes, timeout_s
+        self.readahead = readahead  # chunks fetched ahead of a reader that streams on
         self.max_chunks = max(4, max_bytes // chunk_bytes)
         self._lock = threading.Lock()
         self._chunks: OrderedDict[int, bytes] = OrderedDict()
         self._inflight: dict[int, threading.Event] = {}
         self.bytes_pulled = 0
+
+    def prefetch(self, index: int, session: ClipSession) -> None:
+        """Fetch chunk ``index`` in the background unless it is cached or on its way."""
+        if index * self.chunk >= self.size:
+            return
+        with self._lock:
+            if index in self._chunks or index in self._inflight:
+                return
+
+        def run() -> None:
+            try:
+                self.get(index, session)
+            except Exception:  # noqa: BLE001 - the reader, if it comes, fetches and reports it
+                pass
+            finally:
+                with session.done:
+                    session.pending -= 1
+                    session.done.notify_all()
+
+        with session.done:
+            session.pending += 1
+        threading.Thread(target=run, name="tmor-fetch-readahead", daemon=True).start()
 
     def get(self, index: int, session: ClipSession) -> bytes:
         """Chunk ``index``: from the cache, or fetched (once, however many clips ask at once)."""
@@ -133,8 +164,13 @@ class _Handler(BaseHTTPRequestHandler):
         if not body:
             return
         pos = first
+        streamed = 0  # chunk boundaries this reader crossed: it reads on, not just probes
         while pos <= last:
             index = pos // cache.chunk
+            if streamed and cache.readahead:
+                for ahead in range(1, cache.readahead + 1):
+                    if (index + ahead) * cache.chunk <= last:
+                        cache.prefetch(index + ahead, session)
             try:
                 data = cache.get(index, session)
             except SampleError as err:
@@ -153,6 +189,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 return
             pos += len(piece)
+            streamed += 1
 
 
 class _ProxyServer(ThreadingHTTPServer):
