@@ -115,10 +115,14 @@ def top_atoms(path: Path) -> dict[str, tuple[int, int]]:
     return atoms
 
 
+HEAD_BYTES = 256 * 1024  # the file's start, read when ffmpeg opens it (no clip starts there)
+
+
 def where_bytes(log: list, folder: Path, own: int, lead: int) -> dict[str, int]:
-    """Split what the server sent into the file's head (before the media data), its index
-    (the moov atom at the end), and media data: the clips' own packets, the GOP before each cut
-    that decoding needs, and the rest (read past a clip's end, or read twice)."""
+    """Split what the server sent into the file's head (its first 256 KB: what ffmpeg reads when
+    it opens the file and probes the first packets), its index (the moov atom at the end), and
+    the media data between: the clips' own packets, the GOP before each cut that decoding needs,
+    and the rest (read past a clip's end, or read twice)."""
     out = {"head": 0, "index": 0, "media": 0}
     for e in log:
         name = e.path.lstrip("/")
@@ -126,7 +130,7 @@ def where_bytes(log: list, folder: Path, own: int, lead: int) -> dict[str, int]:
             continue
         atoms = top_atoms(folder / name)
         mdat_off, mdat_size = atoms["mdat"]
-        media0, media1 = mdat_off + 16, mdat_off + mdat_size
+        media0, media1 = HEAD_BYTES, mdat_off + mdat_size
         first = 0
         if e.range:
             a = e.range.split("=", 1)[1].split("-")[0]
