@@ -215,9 +215,11 @@ def run_today(samples: list[Sample], tree: str) -> tuple[int, int]:
     import subprocess
 
     env = {**os.environ, "PYTHONPATH": tree}
-    code = _TODAY.replace("FRAMES", str(round(CLIP_S * FPS)))
+    code = _TODAY.replace("FRAMES", str(round(CLIP_S * FPS))) + (
+        "assert 'clips_in_flight' not in FetchConfig.__dataclass_fields__, 'not the old tree'\n")
     proc = subprocess.run([sys.executable, "-c", code], input=json.dumps(
-        [s.row for s in samples]).encode(), capture_output=True, env=env, timeout=1800)
+        [s.row for s in samples]).encode(), capture_output=True, env=env, timeout=1800,
+        cwd=tree)  # not this checkout: `python -c` puts the working folder first on sys.path
     if proc.returncode != 0:
         raise SystemExit(f"tmor-today failed: {proc.stderr.decode()[-500:]}")
     ok, exact = json.loads(proc.stdout.decode().strip().splitlines()[-1])
