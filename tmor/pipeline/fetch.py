@@ -93,7 +93,7 @@ class FetchConfig:
     small_source_mb: float = 1.0  # read whole at or below this size (0: never) ...
     whole_mb_per_clip: float = 0.5  # ... or below this much per clip of the source
     range_chunk_kb: int = 32  # granularity of Range reads through the proxy
-    readahead_chunks: int = 1  # chunks fetched ahead of a clip that reads on (0: none)
+    readahead_chunks: int = 0  # chunks fetched ahead of a clip that reads on (high-latency links)
     source_cache_mb: int = 32  # chunks kept per source for its other clips
     recv_buffer_kb: int = 16  # ffmpeg's socket buffer from the proxy (0: the kernel's default)
 

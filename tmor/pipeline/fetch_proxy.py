@@ -9,9 +9,9 @@ chunks and fetches a missing chunk upstream with an exact ``Range: bytes=a-b`` r
   loopback URL (random tokens, valid while the clip is cut);
 - the chunks every clip of a source reads (the file's head, the moov atom at the end, the index)
   are fetched once and shared by the source's clips;
-- no connection streams ahead of the reader: a clip pulls the chunks it touches and, once it reads
-  on past a chunk, the next one (``readahead``) so that it does not wait a round trip per chunk;
-  when ffmpeg stops after its last frame, at most that chunk was fetched for nothing;
+- no connection streams ahead of the reader: a clip pulls the chunks it touches (and, with
+  ``readahead``, the next ones once it reads on past a chunk, for links where a round trip per
+  chunk shows); when ffmpeg stops after its last frame, nothing more is fetched;
 - bytes pulled are counted per clip, and an upstream failure is recorded for the clip, so a
   truncated transfer is reported as transient rather than as the broken input ffmpeg then sees.
 """
