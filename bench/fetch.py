@@ -11,6 +11,7 @@ the fetch stage's normalization), so only the way bytes are fetched differs:
 - ffmpeg-ss-x2:    plain ``ffmpeg -ss S -i URL -t 5`` per clip, two at a time.
 - whole-then-cut:  download each whole video (one connection), then cut its clips from disk.
 - tmor-today:      (``--today TREE``) the fetch stage of an older checkout, for before / after.
+- tmor-ytdlp:      (``--methods ...,tmor-ytdlp``) the stage with yt-dlp's --download-sections.
 
 Bytes are what the server wrote to its sockets. ``frames_exact`` counts clips whose frame count
 equals duration x fps (150). CPU seconds (this process and its ffmpeg / ffprobe children) are
@@ -297,6 +298,8 @@ def main() -> None:
         "tmor-sequential": lambda s: run_stage(
             s, dataclasses.replace(cfg, clips_in_flight=1) if "clips_in_flight" in fields
             else cfg),
+        "tmor-ytdlp": lambda s: run_stage(  # yt-dlp's download-sections (not in the default list)
+            s, dataclasses.replace(cfg, method="yt-dlp", direct_urls=False)),
         "ffmpeg-ss-x2": lambda s: run_ffmpeg_ss(s, cfg),
         "whole-then-cut": lambda s: run_whole(s, cfg),
     }
