@@ -3,7 +3,10 @@
 Python's ``http.server`` ignores ``Range``, so range fetching would go untested with it. This server
 serves one folder (GET, HEAD, ``Range: bytes=a-b | a- | -n`` -> 206 + Content-Range, 416, 404),
 plus virtual files registered with :meth:`RangeServer.add_bytes` (e.g. the first 30% of a real mp4,
-or a text file named ``.mp4``) and forced statuses under ``/status/<code>/...``. It counts the bytes
+or a text file named ``.mp4``), forced statuses under ``/status/<code>/...``, and transfers cut
+short under ``/drop/<n>/...`` (the headers promise the whole body, the connection closes after
+``n`` body bytes). ``ignore_range=True`` makes it behave like Python's ``http.server`` and many
+hosts: every GET is answered 200 with the whole file, without ``Accept-Ranges``. It counts the bytes
 it actually wrote to the socket, per request, so a test can prove that only a range was read.
 
 Run standalone: ``python tests/rangeserver.py DIR [--port N]``.
@@ -37,6 +40,7 @@ class RequestLog:
     range: str | None
     sent: int
     user_agent: str
+    cookie: str | None = None
 
 
 def _parse_range(header: str, size: int) -> tuple[int, int] | None:
@@ -70,6 +74,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve(body=True)
 
     def _lookup(self, path: str) -> tuple[bytes | Path | None, int]:
+        path = re.sub(r"^/drop/\d+/", "/", path)
         m = re.match(r"^/status/(\d{3})/", path)
         if m:
             return None, int(m.group(1))
@@ -85,16 +90,39 @@ class _Handler(BaseHTTPRequestHandler):
         return target, 200
 
     def _serve(self, body: bool) -> None:
+        with self.server.lock:
+            self.server.active += 1
+            self.server.peak = max(self.server.peak, self.server.active)
+        self._counted = True
+        try:
+            self._serve_counted(body)
+        finally:
+            self._uncount()
+
+    def _uncount(self) -> None:
+        """Stop counting this request as active: at the latest just before its last body bytes
+        go out, so a client that has them all can start its next request uncounted."""
+        if self._counted:
+            self._counted = False
+            with self.server.lock:
+                self.server.active -= 1
+
+    def _serve_counted(self, body: bool) -> None:
         if self.server.latency_s:
             time.sleep(self.server.latency_s)  # emulate a round trip before the first byte
         path = unquote(urlsplit(self.path).path)
         rng = self.headers.get("Range")
         ua = self.headers.get("User-Agent", "")
+        cookie = self.headers.get("Cookie")
+        drop = re.match(r"^/drop/(\d+)/", path)
         source, status = self._lookup(path)
         if source is None:
             self._send_status(status, body)
-            self.server.record(RequestLog(self.command, path, status, rng, 0, ua))
+            self.server.record(RequestLog(self.command, path, status, rng, 0, ua, cookie))
             return
+        if self.server.ignore_range:
+            rng = None
+        asked = self.headers.get("Range")
         size = len(source) if isinstance(source, bytes) else source.stat().st_size
         first, last = 0, size - 1
         if rng is not None:
@@ -104,7 +132,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header("Content-Range", f"bytes */{size}")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
-                self.server.record(RequestLog(self.command, path, 416, rng, 0, ua))
+                self.server.record(RequestLog(self.command, path, 416, rng, 0, ua, cookie))
                 return
             first, last = span
             status = 206
@@ -113,15 +141,19 @@ class _Handler(BaseHTTPRequestHandler):
             mimetypes.guess_type(path)[0] or "application/octet-stream")
         self.send_response(status)
         self.send_header("Content-Type", ctype)
-        self.send_header("Accept-Ranges", "bytes")
+        if not self.server.ignore_range:
+            self.send_header("Accept-Ranges", "bytes")
         self.send_header("Content-Length", str(last - first + 1))
         if status == 206:
             self.send_header("Content-Range", f"bytes {first}-{last}/{size}")
         self.end_headers()
         sent = 0
         if body:
-            sent = self._write_body(source, first, last)
-        self.server.record(RequestLog(self.command, path, status, rng, sent, ua))
+            cut = last if drop is None else min(last, first + int(drop.group(1)) - 1)
+            sent = self._write_body(source, first, cut)
+            if cut < last:  # a transfer cut short: close without the rest of the body
+                self.close_connection = True
+        self.server.record(RequestLog(self.command, path, status, asked, sent, ua, cookie))
 
     def _write_body(self, source: bytes | Path, first: int, last: int) -> int:
         sent = 0
@@ -135,6 +167,8 @@ class _Handler(BaseHTTPRequestHandler):
                     chunk = f.read(min(_CHUNK, last - pos + 1))
                     if not chunk:
                         break
+                    if pos + len(chunk) > last:
+                        self._uncount()
                     self.wfile.write(chunk)
                     sent += len(chunk)
                     pos += len(chunk)
@@ -181,8 +215,10 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, addr: tuple[str, int], root: Path | None, sndbuf: int | None,
-                 rate_bps: float | None = None, latency_s: float = 0.0):
+                 rate_bps: float | None = None, latency_s: float = 0.0,
+                 ignore_range: bool = False):
         self.root = root
+        self.ignore_range = ignore_range
         self.sndbuf = sndbuf
         self.rate_bps = rate_bps
         self.latency_s = latency_s
@@ -190,6 +226,7 @@ class _Server(ThreadingHTTPServer):
         self.content_types: dict[str, str] = {}
         self.log: list[RequestLog] = []
         self.lock = threading.Lock()
+        self.active = self.peak = 0  # requests being served now / at most at once
         super().__init__(addr, _Handler)
 
     def get_request(self):  # type: ignore[override]
@@ -213,13 +250,14 @@ class RangeServer:
     ``sndbuf`` sets SO_SNDBUF on accepted sockets (bytes), so that a client that stops reading
     early is not credited with megabytes sitting in kernel buffers. ``rate_bps`` (bytes/s per
     connection) and ``latency_s`` (delay before each response) emulate a real network link.
+    ``ignore_range`` answers every GET with 200 and the whole file.
     """
 
     def __init__(self, root: str | os.PathLike | None, port: int = 0,
                  sndbuf: int | None = 16 * 1024, rate_bps: float | None = None,
-                 latency_s: float = 0.0):
+                 latency_s: float = 0.0, ignore_range: bool = False):
         self._server = _Server(("127.0.0.1", port), Path(root).resolve() if root else None,
-                               sndbuf, rate_bps, latency_s)
+                               sndbuf, rate_bps, latency_s, ignore_range)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -247,9 +285,16 @@ class RangeServer:
         """Bytes written to clients, for one path (as requested, unquoted) or in total."""
         return sum(e.sent for e in self.log if path is None or e.path == "/" + path.lstrip("/"))
 
+    @property
+    def peak_requests(self) -> int:
+        """The most requests served at the same time since the start or the last reset."""
+        with self._server.lock:
+            return self._server.peak
+
     def reset(self) -> None:
         with self._server.lock:
             self._server.log.clear()
+            self._server.peak = self._server.active
 
     def start(self) -> RangeServer:
         self._thread.start()
@@ -274,9 +319,10 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=8000)
     ap.add_argument("--rate-bps", type=float, default=None, help="bytes/s per connection")
     ap.add_argument("--latency", type=float, default=0.0, help="seconds before each response")
+    ap.add_argument("--ignore-range", action="store_true", help="answer 200 + the whole file")
     args = ap.parse_args()
     server = RangeServer(args.root, port=args.port, sndbuf=None, rate_bps=args.rate_bps,
-                         latency_s=args.latency)
+                         latency_s=args.latency, ignore_range=args.ignore_range)
     print(f"serving {args.root} at {server.url('')}", flush=True)
     try:
         server._server.serve_forever()

@@ -25,7 +25,8 @@ from tmor.pipeline.fetch_errors import classify_exception, classify_text  # noqa
 from tmor.pipeline.fetch_ffmpeg import probe_clip, run_bounded  # noqa: E402
 from tmor.pipeline.stage import Result, Sample  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(os.environ.get("TMOR_SHARED_DATA",
+                           Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 VIDEOS = DATA / "videos"
 
 
@@ -176,7 +177,8 @@ def test_fetch_through_ytdlp_with_failures(tmp_path: Path) -> None:
             _sample("late", srv.url("kinetics_tai_chi_2.mp4"), "url", 20.0, 22.0),
             _sample("inverted", srv.url("kinetics_tai_chi_2.mp4"), "url", 2.0, 1.0),
         ]
-        results = _run(FetchStage(_config(direct_urls=False)), samples)
+        # small_source_mb=0: every source on the range path, even these short ones
+        results = _run(FetchStage(_config(direct_urls=False, small_source_mb=0.0)), samples)
         log = srv.log
 
     expected_errors = {"missing": ErrorClass.PERMANENT, "truncated": ErrorClass.BAD_INPUT,
@@ -205,8 +207,11 @@ def test_fetch_through_ytdlp_with_failures(tmp_path: Path) -> None:
     assert (portrait.width, portrait.height) == (360, 640)  # 1080x1920 capped at short side 360
     assert not canary.exists()
 
-    # each source resolved once by yt-dlp (its GET carries no Range header)
+    # each source resolved once by yt-dlp (its GET carries no Range header), probed once
     avi_log = [e for e in log if e.path == "/fallfree_fall_1_55_3.avi"]
+    assert sum(1 for e in avi_log if e.range == "bytes=0-0") == 1
+    assert all(json.loads(results[k].members["json"])["fetch_path"] == "range"
+               for k in ("avi", "avi2", "mp4"))
     assert sum(1 for e in avi_log if e.range is None) == 1
     # range fetching: what the server sent for a 1.5 s and a 1 s range < the whole file
     avi_size = (videos / "fallfree_fall_1_55_3.avi").stat().st_size
@@ -227,7 +232,7 @@ def test_direct_urls_and_http_errors(tmp_path: Path) -> None:
             _sample("busy1", srv.url("status/429/busy.mp4"), "url", 1.0, 2.0),
             _sample("busy2", srv.url("status/429/busy.mp4"), "url", 3.0, 4.0),
         ]
-        stage = FetchStage(_config(retries=1))
+        stage = FetchStage(_config(retries=1, clips_in_flight=1, small_source_mb=0.0))
         results = _run(stage, samples)
         log = srv.log
     assert results["direct"].ok, str(results["direct"].error)
@@ -236,10 +241,10 @@ def test_direct_urls_and_http_errors(tmp_path: Path) -> None:
     assert results["gone"].error.error_class is ErrorClass.PERMANENT
     assert results["forbidden"].error.error_class is ErrorClass.PERMANENT
     assert results["flaky"].error.error_class is ErrorClass.TRANSIENT
-    # the transient failure was retried once in-process: two ffmpeg attempts reached the server
+    # the transient failure was retried once in-process: two attempts reached the server
     assert sum(1 for e in log if e.path == "/status/503/clip.mp4") >= 2
     assert results["slow"].error.error_class is ErrorClass.RATE_LIMITED
-    # ffmpeg met the 429: the source's other clip is left for a retry without another request
+    # the probe met the 429: the source's other clip is left for a retry without another request
     assert results["busy1"].error.error_class is ErrorClass.RATE_LIMITED
     assert results["busy2"].error.error_class is ErrorClass.RATE_LIMITED
     assert sum(1 for e in log if e.path == "/status/429/busy.mp4") == 1

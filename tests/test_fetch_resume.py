@@ -1,4 +1,7 @@
-"""Kill -9 of `tmor-data fetch` mid-run, then a rerun: the same committed corpus as a clean run."""
+"""Kill -9 of `tmor-data fetch` mid-run, then a rerun: the same committed corpus as a clean run.
+
+The runs keep 3 clips in flight inside each shard (``--clips-in-flight 3``) on the range path
+(``small_source_mb: 0`` from a YAML file: these short sources would otherwise be read whole)."""
 
 from __future__ import annotations
 
@@ -31,8 +34,10 @@ def _write_list(path: Path, server: RangeServer) -> None:
 
 
 def _fetch(root: Path, clip_list: Path, **popen) -> subprocess.Popen:
+    config = root.parent / f"{root.name}.yaml"
+    config.write_text("fetch:\n  small_source_mb: 0\n")
     argv = [str(BIN), "fetch", str(clip_list), "--root", str(root), "--shard-size", "3",
-            "--no-progress"]
+            "--no-progress", "--clips-in-flight", "3", "--config", str(config)]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **popen)
 
 
@@ -78,5 +83,8 @@ def test_kill9_mid_fetch_then_rerun_equals_clean_run(tmp_path, videos_dir):
     got, want = _corpus(killed), _corpus(clean)
     assert len(want) == 15 and all(v[1] == "ok" for v in want.values())
     assert got == want
+    paths = {row["fetch_path"] for shard in L.committed_shards(str(killed), "fetch")
+             for row in L.read_ledger(str(killed), "fetch", shard).to_dict("records")}
+    assert paths == {"range"}
     assert not list((killed / "fetch" / "_work").glob("*/*"))
     assert not list((killed / "fetch" / "_claims").glob("*.claim"))

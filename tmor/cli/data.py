@@ -74,6 +74,9 @@ def fetch_cmd(
     short_side: int = typer.Option(None, help="scale the short side to this many pixels"),
     keep_audio: bool = typer.Option(None, help="keep the audio track [no]"),
     timeout_s: float = typer.Option(None, help="per-download / per-ffmpeg timeout [300]"),
+    clips_in_flight: int = typer.Option(None, help="clips fetched at once per worker [8]"),
+    max_source_mb: float = typer.Option(
+        None, help="largest whole-file download (servers without Range) [2048]"),
     runner=None,
     yaml_cfg=None,
 ) -> None:
@@ -81,7 +84,8 @@ def fetch_cmd(
     if input is not None and (runner.worker_index is None or runner.worker_index == 0):
         plan_inputs(input, root, shard_size, column)
     cli = {"allow_local": allow_local or None, "max_height": max_height, "fps": fps,
-           "short_side": short_side, "keep_audio": keep_audio, "timeout_s": timeout_s}
+           "short_side": short_side, "keep_audio": keep_audio, "timeout_s": timeout_s,
+           "clips_in_flight": clips_in_flight, "max_source_mb": max_source_mb}
     run_stage_command("fetch", root, cli, runner, yaml_cfg)
 
 

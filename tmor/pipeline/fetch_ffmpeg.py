@@ -78,6 +78,7 @@ class CutSpec:
     preset: str = "veryfast"
     threads: int = 0
     io_timeout_s: float = 30.0
+    recv_buffer: int | None = None  # bytes; caps how far the socket reads ahead of ffmpeg
 
 
 def _scale_filter(side: int, only_down: bool) -> str:
@@ -98,6 +99,8 @@ def cut_argv(spec: CutSpec, binary: str = "ffmpeg") -> list[str]:
                  "-rw_timeout", str(int(spec.io_timeout_s * 1e6))]
         if spec.headers:
             argv += ["-headers", "".join(f"{k}: {v}\r\n" for k, v in spec.headers.items())]
+        if spec.recv_buffer:
+            argv += ["-recv_buffer_size", str(spec.recv_buffer)]
     else:
         argv += ["-protocol_whitelist", LOCAL_PROTOCOLS]
     if spec.start > 0:

@@ -93,16 +93,20 @@ def format_selector(max_height: int | None) -> str:
 
 
 def _ytdlp_extract(url: str, opts: dict[str, Any]) -> dict[str, Any]:
+    """yt-dlp's info dict of ``url`` (first playlist entry), with ``_tmor_cookie``: the Cookie
+    header its cookie jar holds for the media URL (sent only by tmor's own HTTP client)."""
     import yt_dlp
 
     with yt_dlp.YoutubeDL(opts) as ydl:
         info = ydl.extract_info(url, download=False)
         info = ydl.sanitize_info(info)
-    while info.get("_type") in ("playlist", "multi_video"):
-        entries = [e for e in (info.get("entries") or []) if e]
-        if not entries:
-            raise SampleError(ErrorClass.PERMANENT, f"empty playlist: {url}")
-        info = entries[0]
+        while info.get("_type") in ("playlist", "multi_video"):
+            entries = [e for e in (info.get("entries") or []) if e]
+            if not entries:
+                raise SampleError(ErrorClass.PERMANENT, f"empty playlist: {url}")
+            info = entries[0]
+        if info.get("url"):
+            info["_tmor_cookie"] = ydl.cookiejar.get_cookie_header(info["url"]) or None
     return info
 
 
@@ -149,8 +153,12 @@ def resolve_web(url: str, *, max_height: int | None, timeout_s: float, socket_ti
     meta = {k: info.get(k) for k in ("id", "title", "description", "uploader", "webpage_url",
                                      "protocol", "ext", "vcodec", "acodec")
             if info.get(k) is not None}
+    headers = dict(info.get("http_headers") or {})
+    cookie = info.pop("_tmor_cookie", None)
+    if cookie:  # fetch_http sends it; it never reaches a command line
+        headers["Cookie"] = cookie
     return Resolved(url=media, web=True, format_id=str(info.get("format_id") or ""),
-                    headers=dict(info.get("http_headers") or {}),
+                    headers=headers,
                     duration=float(info["duration"]) if info.get("duration") else None,
                     extractor=str(info.get("extractor_key") or info.get("extractor") or ""),
                     meta=meta, info=info)
