@@ -175,7 +175,12 @@ class PoseStage(Stage):
             frames = [it[3] for it in items if it[0] == FRAME]
             streams = [it[1].sample.key for it in items if it[0] == FRAME]
             scales = [it[1].scale for it in items if it[0] == FRAME]
-            dets = backend.infer_scaled(frames, scales, streams) if frames else []
+            n = len(frames)
+            if 0 < n < batch and not backend.stateful:  # every call the same size: a frame's
+                pad = batch - n  # result never depends on how the frames fell into batches
+                frames, streams, scales = (frames + [frames[-1]] * pad, streams + [None] * pad,
+                                           scales + [scales[-1]] * pad)
+            dets = backend.infer_scaled(frames, scales, streams)[:n] if n else []
             for it in items:
                 if it[0] == END and isinstance(it[1], _Clip):
                     backend.close_stream(it[1].sample.key)
@@ -197,13 +202,7 @@ class PoseStage(Stage):
 
         try:
             while feed.running:
-                try:
-                    item = feed.queue.get(timeout=0.05)
-                except queue.Empty:  # nothing decoded yet: run what waits, keep the device busy
-                    for key in list(pending):
-                        run(key)
-                    yield from ready()
-                    continue
+                item = feed.queue.get()  # frames of whichever clip has them ready
                 kind, clip = item[0], item[1]
                 if kind == EXIT:
                     feed.running -= 1
