@@ -372,7 +372,8 @@ def _read_runs(container: Any, pts: list[int], runs: list[tuple[int, int]], want
     """Decode each run from its keyframe; None when the decoder's frames do not line up with the
     packet table (then the caller decodes sequentially)."""
     stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
+    stream.thread_type = "NONE"  # one frame per seek: decoder threads only add hand-offs
+    stream.thread_count = 1
     pos_of = {p: i for i, p in enumerate(pts)}
     got: dict[int, np.ndarray] = {}
     for start, last in runs:
