@@ -114,11 +114,12 @@ def cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def samples_of(paths: list[Path]) -> list:
+def samples_of(paths: list[Path], copies: int = 1) -> list:
     from tmor.pipeline.stage import Sample
 
-    return [Sample(key=p.stem.replace("_", ""), row={},
-                   members={"fetch": {"mp4": p.read_bytes(), "json": b"{}"}}) for p in paths]
+    return [Sample(key=f"{p.stem.replace('_', '')}{k}", row={},
+                   members={"fetch": {"mp4": p.read_bytes(), "json": b"{}"}})
+            for k in range(copies) for p in paths]
 
 
 def run_pipeline(samples: list, stage) -> int:
@@ -192,6 +193,8 @@ def main() -> None:
     ap.add_argument("--clips", nargs="*", default=CLIPS)
     ap.add_argument("--seconds", type=float, default=2.0, help="seconds of each clip")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--copies", type=int, default=1,
+                    help="each clip given this many times (distinct keys) to the pipeline")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--decode-workers", type=int, default=4)
     ap.add_argument("--imgsz", type=int, default=640)
@@ -211,7 +214,7 @@ def main() -> None:
     try:
         paths = [fetch_like(DATA / "videos" / c, tmp / (Path(c).stem + ".mp4"), args.seconds)
                  for c in args.clips]
-        samples = samples_of(paths)
+        samples = samples_of(paths, args.copies)
         out: dict[str, Any] = {"bench": "pose", "device": device, "clips": len(paths),
                                "seconds_per_clip": args.seconds, "imgsz": args.imgsz,
                                "batch_size": args.batch_size, "repeats": args.repeats}
@@ -277,7 +280,9 @@ def main() -> None:
                        "naive": lambda: run_naive(paths, yolo, args.imgsz, device,
                                                   args.batch_size),
                        "forward": forward}, args.repeats)
-            out.update(mode="full", frames=len(frames), decode_workers=args.decode_workers,
+            frames_pipeline = run_pipeline(samples, stage)
+            out.update(mode="full", frames=len(frames), frames_pipeline=frames_pipeline,
+                       decode_workers=args.decode_workers,
                        torch_threads=torch.get_num_threads(), canvas=[h, w],
                        pipeline_fps=round(r["pipeline"]["fps"], 1),
                        naive_fps=round(r["naive"]["fps"], 1),
