@@ -87,26 +87,16 @@ class DeviceClock:
         dp = getattr(backend, "_device_pose", None)
         if dp is None:
             return
-        call, stage = type(dp).__call__, dp._stage
-        clock = self
+        run = dp.run
 
-        def timed_call(*a, **k):
+        def timed_run(*a, **k):
             t = time.thread_time()
             try:
-                return call(dp, *a, **k)
+                return run(*a, **k)
             finally:
-                clock.seconds += time.thread_time() - t
+                self.seconds += time.thread_time() - t
 
-        def timed_stage(*a, **k):  # letterboxing into the staging canvas is host work
-            t = time.thread_time()
-            try:
-                return stage(*a, **k)
-            finally:
-                clock.seconds -= time.thread_time() - t
-
-        dp.__call__ = timed_call
-        dp._stage = timed_stage
-        backend._device_pose = lambda *a, **k: timed_call(*a, **k)
+        dp.run = timed_run
 
 
 def cpu_seconds() -> float:

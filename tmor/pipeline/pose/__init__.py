@@ -61,6 +61,16 @@ class PoseBackend(ABC):
             det.boxes = det.boxes * np.array([sx, sy, sx, sy], np.float32)
         return dets
 
+    def prepare(self, frames: Sequence[np.ndarray]) -> Any:
+        """Host-side work on a batch, done in the stage's thread while the model runs the
+        previous batch; what it returns goes to :meth:`infer_prepared`."""
+        return frames
+
+    def infer_prepared(self, prepared: Any, scales: Sequence[tuple[float, float]],
+                       streams: Sequence[Hashable] | None = None) -> list[Detections]:
+        """:meth:`infer_scaled` of a batch :meth:`prepare` returned."""
+        return self.infer_scaled(prepared, scales, streams)
+
     def input_size(self, width: int, height: int) -> tuple[int, int] | None:
         """The (width, height) to decode frames at for this model, or None for the clip's size."""
         return None

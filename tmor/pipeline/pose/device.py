@@ -38,45 +38,53 @@ class DevicePose:
         self.net, self.device, self.dtype = net, torch.device(device), dtype
         self.conf, self.iou, self.max_det = conf, iou, max_det
         self.nc, self.nk, self.kd = nc, int(kpt_shape[0]), int(kpt_shape[1])
-        self._staging: torch.Tensor | None = None
         self._pin = self.device.type == "cuda"
+        #: pinned buffers used in turn: one being filled, one queued, one on the device
+        self._buffers: list[torch.Tensor | None] = [None, None, None]
+        self._turn = 0
 
-    # -- host side -----------------------------------------------------------------------------
-    def _stage(self, frames: Sequence[np.ndarray], ch: int, cw: int) -> torch.Tensor:
-        """Letterbox the frames into the pinned uint8 canvas (N, ch, cw, 3); start its copy."""
+    # -- host side (the stage's thread) ----------------------------------------------------------
+    def prepare(self, frames: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        """Letterbox the frames into a pinned uint8 canvas (N, ch, cw, 3) and note their (w, h).
+
+        Runs on the host while the device works on the previous batch; a buffer is filled again
+        only three batches later, when the stage's bounded hand-over guarantees it was used."""
         n = len(frames)
+        ch = -(-max(f.shape[0] for f in frames) // STRIDE) * STRIDE
+        cw = -(-max(f.shape[1] for f in frames) // STRIDE) * STRIDE
         total = n * ch * cw * 3
-        if self._staging is None or self._staging.numel() < total:
-            self._staging = torch.empty(total, dtype=torch.uint8, pin_memory=self._pin)
-        canvas = self._staging[:total].view(n, ch, cw, 3)
+        buf = self._buffers[self._turn]
+        if buf is None or buf.numel() < total:
+            buf = self._buffers[self._turn] = torch.empty(total, dtype=torch.uint8,
+                                                          pin_memory=self._pin)
+        self._turn = (self._turn + 1) % len(self._buffers)
+        canvas = buf[:total].view(n, ch, cw, 3)
         host = canvas.numpy()
         for i, f in enumerate(frames):
             h, w = f.shape[:2]
             host[i, :h, :w] = f
             host[i, h:] = PAD
             host[i, :h, w:] = PAD
-        if self.device.type == "cpu":
-            return canvas
-        return canvas.to(self.device, non_blocking=True)
+        return canvas, [(f.shape[1], f.shape[0]) for f in frames]
 
+    # -- device side ---------------------------------------------------------------------------
     @torch.inference_mode()
-    def __call__(self, frames: Sequence[np.ndarray],
-                 scales: Sequence[tuple[float, float]] | None = None) -> list[Detections]:
-        """RGB uint8 frames (H, W, 3) at the model's input size -> their people, in the frames'
-        pixels times ``scales[i]`` = (sx, sy) (the clip's pixels per input pixel)."""
-        if not frames:
+    def run(self, prepared: tuple[torch.Tensor, list[tuple[int, int]]],
+            scales: Sequence[tuple[float, float]] | None = None) -> list[Detections]:
+        """A prepared batch -> each frame's people, in the frame's pixels times ``scales[i]`` =
+        (sx, sy) (the clip's pixels per input pixel)."""
+        canvas, sizes = prepared
+        n = len(sizes)
+        if n == 0:
             return []
-        n = len(frames)
-        ch = -(-max(f.shape[0] for f in frames) // STRIDE) * STRIDE
-        cw = -(-max(f.shape[1] for f in frames) // STRIDE) * STRIDE
-        x = self._stage(frames, ch, cw).permute(0, 3, 1, 2)  # NCHW view, channels-last memory
         if self.device.type == "cpu":  # numpy converts uint8 several times faster than CPU torch
-            x = torch.from_numpy(np.multiply(x.numpy(), np.float32(1 / 255), dtype=np.float32))
-            x = x.to(self.dtype)
-        else:
+            x = np.multiply(canvas.numpy(), np.float32(1 / 255), dtype=np.float32)
+            x = torch.from_numpy(x).permute(0, 3, 1, 2).to(self.dtype)
+        else:  # NCHW view of channels-last memory
+            x = canvas.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
             x = x.to(self.dtype).mul_(1 / 255)
-        info = torch.tensor([[*(scales[i] if scales else (1.0, 1.0)), f.shape[1], f.shape[0]]
-                             for i, f in enumerate(frames)], dtype=torch.float32)
+        info = torch.tensor([[*(scales[i] if scales else (1.0, 1.0)), w, h]
+                             for i, (w, h) in enumerate(sizes)], dtype=torch.float32)
         pred = self.net(x)
         if isinstance(pred, (tuple, list)):
             pred = pred[0]
@@ -84,7 +92,12 @@ class DevicePose:
         rows = self._nms(pred, info[:, :2], info[:, 2:])
         return self._split(rows.cpu().numpy(), n)
 
-    # -- device side ---------------------------------------------------------------------------
+    def __call__(self, frames: Sequence[np.ndarray],
+                 scales: Sequence[tuple[float, float]] | None = None) -> list[Detections]:
+        """:meth:`prepare` then :meth:`run`: RGB uint8 frames (H, W, 3) at the model's input
+        size -> their people."""
+        return self.run(self.prepare(frames), scales) if frames else []
+
     def _nms(self, pred: torch.Tensor, scale: torch.Tensor, limit: torch.Tensor) -> torch.Tensor:
         """(B, 4 + nc + nk*kd, A) raw output -> (K, 1 + 4 + 1 + nk*kd) float32 rows (frame,
         box xyxy, score, keypoints) kept by NMS, in the frames' own pixels, sorted by frame then

@@ -1,11 +1,12 @@
 """The ``pose`` stage: tracked 2D (and 3D) skeletons of the people in every fetched clip.
 
-Three things run at once, joined by bounded queues:
+Four things run at once, joined by bounded queues:
 decode workers (:mod:`~tmor.pipeline.pose.feed`: ``decode_workers`` threads, clips decoded in
-parallel, frames of whichever clip has them ready) -> this thread (frames batched by canvas, one
-model call per ``batch_size`` frames: on the device for the ultralytics tensor engine) -> a
-tracker thread (per-clip :class:`~tmor.pipeline.pose.tracking.Tracker`, top-M selection, layout
-conversion, npz encoding) -> results.
+parallel, frames of whichever clip has them ready) -> this thread (frames batched by canvas, each
+batch prepared on the host: the pinned canvas for the ultralytics tensor engine) -> a device
+thread (one model call per ``batch_size`` frames) -> a tracker thread (per-clip
+:class:`~tmor.pipeline.pose.tracking.Tracker`, top-M selection, layout conversion, npz
+encoding) -> results.
 """
 
 from __future__ import annotations
@@ -68,6 +69,18 @@ class _Clip:
     t0: float = field(default_factory=time.perf_counter)
     dets: list[Detections] = field(default_factory=list)
     frame_index: list[int] = field(default_factory=list)
+
+
+def _hand_over(q: queue.Queue, item: Any, failure: list[BaseException]) -> None:
+    """Put ``item`` on a bounded queue, unless a thread of the stage failed (then raise that)."""
+    while True:
+        if failure:
+            raise failure[0]
+        try:
+            q.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
 
 
 def _sample_error(e: BaseException) -> SampleError:
@@ -161,9 +174,13 @@ class PoseStage(Stage):
         results: queue.Queue = queue.Queue()
         work: queue.Queue = queue.Queue(maxsize=2)
         failure: list[BaseException] = []
-        tracker = threading.Thread(target=self._track, args=(work, results, feed, failure),
+        to_device: queue.Queue = queue.Queue(maxsize=1)  # see DevicePose.prepare: 3 buffers
+        tracker = threading.Thread(target=self._track, args=(work, results, failure),
                                    name="tmor-track", daemon=True)
+        device = threading.Thread(target=self._device, args=(to_device, work, failure),
+                                  name="tmor-device", daemon=True)
         tracker.start()
+        device.start()
         pending: dict[Any, list[tuple]] = {}  # canvas -> frames and end markers, in order
         counts: dict[Any, int] = {}
 
@@ -180,18 +197,8 @@ class PoseStage(Stage):
                 pad = batch - n  # result never depends on how the frames fell into batches
                 frames, streams, scales = (frames + [frames[-1]] * pad, streams + [None] * pad,
                                            scales + [scales[-1]] * pad)
-            dets = backend.infer_scaled(frames, scales, streams)[:n] if n else []
-            for it in items:
-                if it[0] == END and isinstance(it[1], _Clip):
-                    backend.close_stream(it[1].sample.key)
-            while True:  # hand over, unless the tracker died
-                if failure:
-                    raise failure[0]
-                try:
-                    work.put((items, dets), timeout=0.1)
-                    return
-                except queue.Full:
-                    continue
+            prepared = backend.prepare(frames) if n else None  # while the device runs the last
+            _hand_over(to_device, (items, prepared, scales, streams, n), failure)
 
         def ready() -> Iterator[Result]:
             while True:
@@ -222,21 +229,43 @@ class PoseStage(Stage):
                 yield from ready()
             for key in list(pending):
                 run(key)
-            work.put(None)
+            _hand_over(to_device, None, failure)
+            device.join()
             tracker.join()
             if failure:
                 raise failure[0]
             yield from ready()
         finally:
             feed.close()
-            if tracker.is_alive():
+            if device.is_alive() or tracker.is_alive():
                 failure.append(RuntimeError("stopped"))
-                try:
-                    work.put_nowait(None)
-                except queue.Full:
-                    pass
+                for q in (to_device, work):
+                    try:
+                        q.put_nowait(None)
+                    except queue.Full:
+                        pass
 
-    def _track(self, work: queue.Queue, results: queue.Queue, feed: FrameFeed,
+    def _device(self, to_device: queue.Queue, work: queue.Queue,
+                failure: list[BaseException]) -> None:
+        """The device thread: prepared batches through the model, detections to the tracker."""
+        backend = self.backend
+        assert backend is not None
+        try:
+            while True:
+                got = to_device.get()
+                if got is None or failure:
+                    _hand_over(work, None, failure)
+                    return
+                items, prepared, scales, streams, n = got
+                dets = backend.infer_prepared(prepared, scales, streams)[:n] if n else []
+                for it in items:
+                    if it[0] == END and isinstance(it[1], _Clip):
+                        backend.close_stream(it[1].sample.key)
+                _hand_over(work, (items, dets), failure)
+        except BaseException as e:  # noqa: BLE001 - handed to the stage's thread
+            failure.append(e)
+
+    def _track(self, work: queue.Queue, results: queue.Queue,
                failure: list[BaseException]) -> None:
         """The tracker thread: detections into each clip's tracker, finished clips to npz."""
         try:

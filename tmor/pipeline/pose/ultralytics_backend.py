@@ -136,6 +136,17 @@ class UltralyticsBackend(PoseBackend):
             return self._device_pose(frames, scales)  # rescaled on the device
         return super().infer_scaled(frames, scales, streams)
 
+    def prepare(self, frames: Sequence[np.ndarray]) -> Any:
+        if self.engine == "tensor" and frames:
+            return self._device_pose.prepare(frames)  # the pinned canvas, filled on the host
+        return frames
+
+    def infer_prepared(self, prepared: Any, scales: Sequence[tuple[float, float]],
+                       streams: Sequence[Hashable] | None = None) -> list[Detections]:
+        if self.engine == "tensor" and scales:
+            return self._device_pose.run(prepared, scales)
+        return super().infer_prepared(prepared, scales, streams)
+
     def input_size(self, width: int, height: int) -> tuple[int, int] | None:
         r = self.imgsz / max(width, height)
         return max(32, int(round(width * r))), max(32, int(round(height * r)))
