@@ -246,21 +246,24 @@ def main() -> None:
                 info = video.probe(p)
                 size = backend.input_size(info.width, info.height)
                 frames += [f for _, f in video.iter_frames(p, size=size)]
-            h = -(-max(f.shape[0] for f in frames) // 32) * 32
-            w = -(-max(f.shape[1] for f in frames) // 32) * 32
             dtype = torch.float16 if device.startswith("cuda") else torch.float32
+            by_canvas: dict[tuple[int, int], list[np.ndarray]] = {}
+            for f in frames:  # the canvases the pipeline batches by, full batches
+                by_canvas.setdefault((-(-f.shape[0] // 32) * 32, -(-f.shape[1] // 32) * 32),
+                                     []).append(f)
             batches = []
-            for i in range(0, len(frames), args.batch_size):
-                chunk = frames[i:i + args.batch_size]
-                arr = np.full((len(chunk), h, w, 3), 114, np.uint8)
-                for j, f in enumerate(chunk):
-                    arr[j, :f.shape[0], :f.shape[1]] = f
-                x = torch.from_numpy(arr).to(device).permute(0, 3, 1, 2).contiguous()
-                batches.append(x.to(dtype) / 255.0)
+            for (h, w), same in by_canvas.items():
+                for i in range(0, len(same), args.batch_size):
+                    chunk = same[i:i + args.batch_size]
+                    arr = np.full((args.batch_size, h, w, 3), 114, np.uint8)
+                    for j, f in enumerate(chunk):
+                        arr[j, :f.shape[0], :f.shape[1]] = f
+                    x = torch.from_numpy(arr).to(device).permute(0, 3, 1, 2)
+                    batches.append((x.to(dtype) / 255.0, len(chunk)))
 
             def forward() -> int:
                 with torch.inference_mode():
-                    for x in batches:
+                    for x, _ in batches:
                         backend._net(x)
                 if device.startswith("cuda"):
                     torch.cuda.synchronize()
@@ -273,7 +276,8 @@ def main() -> None:
             frames_pipeline = run_pipeline(samples, stage)
             out.update(mode="full", frames=len(frames), frames_pipeline=frames_pipeline,
                        decode_workers=args.decode_workers,
-                       torch_threads=torch.get_num_threads(), canvas=[h, w],
+                       torch_threads=torch.get_num_threads(),
+                       canvases=[list(k) for k in by_canvas],
                        pipeline_fps=round(r["pipeline"]["fps"], 1),
                        naive_fps=round(r["naive"]["fps"], 1),
                        forward_fps=round(r["forward"]["fps"], 1),
