@@ -92,7 +92,7 @@ class UltralyticsBackend(PoseBackend):
             net = net.fuse() if hasattr(net, "fuse") else net
             net = net.eval().to(self.device)
             dtype = self._dtype(torch)
-            self._half = dtype == torch.float16
+            self._dtype_t = dtype
             net = net.to(dtype)
             for p in net.parameters():
                 p.requires_grad_(False)
@@ -184,7 +184,7 @@ class UltralyticsBackend(PoseBackend):
         with torch.inference_mode():
             x = torch.from_numpy(batch).to(self.device, non_blocking=True)
             x = x.permute(0, 3, 1, 2).contiguous()
-            x = (x.half() if self._half else x.float()).div_(255.0)
+            x = x.to(self._dtype_t).div_(255.0)
             pred = self._net(x)
             if isinstance(pred, (tuple, list)):
                 pred = pred[0]
