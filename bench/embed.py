@@ -1,9 +1,15 @@
-"""Throughput of the embed stage (clips/s) against (a) a naive loop and (b) the encoder alone.
+"""Throughput of the embed stage (clips/s) against (a) a naive loop and (b) the encoder alone,
+and the frames it decodes per clip.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/embed.py [--model tiny|vitb32|SPEC] [--clips 26]
+        [--json PATH]
 
-stage: ``EmbedStage.process`` on mp4 bytes (PyAV decode of 8 frames at the ViCLIP stride in
-       threads, resized in the decoder, batched forward of video and caption).
+Inputs: the real clips of ../shared/data/videos, the first ``--seconds`` of each encoded by the
+fetch stage's own ffmpeg command (so with the keyframes fetch places), repeated to ``--clips``.
+stage: ``EmbedStage.process`` on mp4 bytes (8 frames at the ViCLIP stride, each reached by a seek
+       to its keyframe, in threads, resized in the decoder, batched forward of video and caption).
+full:  the same stage decoding each clip from its start (``seek=False``: the path before seeking,
+       and the one clips without placed keyframes take).
 naive: per clip, OpenCV decodes every frame, keeps 8 at the same stride, cv2.resize to 224,
        then one forward for that clip's video and one for its text.
 limit: the encoder's forward alone (video + text) on the same clips pre-decoded, in batches.
@@ -15,6 +21,10 @@ the same checkpoint loading as real weights.
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import resource
+import shutil
 import statistics
 import tempfile
 import time
@@ -23,7 +33,22 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-VIDEOS = ROOT.parent / "shared" / "data" / "videos"
+VIDEOS = Path(os.environ.get("TMOR_DATA") or ROOT.parent / "shared" / "data") / "videos"
+
+
+def fetch_like(src: Path, dst: Path, seconds: float) -> Path:
+    """``src``'s first ``seconds`` encoded by the fetch stage's own ffmpeg command."""
+    from tmor.pipeline.fetch import FetchConfig
+    from tmor.pipeline.fetch_ffmpeg import CutSpec, cut_argv, run_bounded
+
+    cfg = FetchConfig()
+    spec = CutSpec(url="file:" + str(src.resolve()), start=0.0, duration=seconds,
+                   out_path=str(dst), web=False, fps_cap=cfg.fps_cap,
+                   max_short_side=cfg.max_height, crf=cfg.crf, preset=cfg.preset)
+    proc = run_bounded(cut_argv(spec), 300)
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr.decode(errors="replace")[-2000:])
+    return dst
 
 
 def model_spec(name: str, folder: Path) -> str:
@@ -62,22 +87,37 @@ def stage_run(stage, samples) -> int:
     return sum(r.ok for r in stage.process(iter(samples)))
 
 
+def decoded_per_clip(stage, samples) -> float:
+    """Mean frames the decoder produced per clip (the ledger's ``frames_decoded``)."""
+    results = [r for r in stage.process(iter(samples))]
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+    return statistics.mean(r.record["frames_decoded"] for r in results)
+
+
 def limit(encoder, decoded: np.ndarray, captions: list[str], batch: int) -> None:
     for i in range(0, len(decoded), batch):
         encoder.encode_video(decoded[i:i + batch])
         encoder.encode_text(captions[i:i + batch])
 
 
-def timed(fns: dict, repeats: int) -> dict[str, float]:
-    """Median seconds of each function; runs are interleaved so that load drift on a shared
-    machine falls on all of them alike."""
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def timed(fns: dict, repeats: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Median wall seconds and CPU seconds (this process, all threads) of each function; runs are
+    interleaved so that load drift on a shared machine falls on all of them alike."""
     times: dict[str, list[float]] = {k: [] for k in fns}
+    cpus: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            t = time.perf_counter()
+            t, c = time.perf_counter(), cpu_seconds()
             fn()
             times[name].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
+            cpus[name].append(cpu_seconds() - c)
+    return ({k: statistics.median(v) for k, v in times.items()},
+            {k: statistics.median(v) for k, v in cpus.items()})
 
 
 def main() -> None:
@@ -88,8 +128,21 @@ def main() -> None:
     ap.add_argument("--decode-threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--seconds", type=float, default=2.5,
+                    help="seconds of each clip (2.5: every shared clip is at least this long)")
+    ap.add_argument("--json", default=None, help="write the figures to this file")
     args = ap.parse_args()
+    raw = sorted(p for p in VIDEOS.iterdir() if p.suffix in (".mp4", ".avi"))
+    if not raw:
+        raise SystemExit(f"no clips under {VIDEOS}")
+    tmp = Path(tempfile.mkdtemp(prefix="tmor_bench_embed_"))
+    try:
+        run(args, raw, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
+
+def run(args: argparse.Namespace, raw: list[Path], tmp: Path) -> None:
     import torch
 
     from tmor.pipeline.embed import EmbedConfig, EmbedStage
@@ -97,38 +150,64 @@ def main() -> None:
     from tmor.pipeline.vl import load_encoder
     from tmor.pipeline.vl.clips import decode_clip
 
-    files = sorted(p for p in VIDEOS.iterdir() if p.suffix in (".mp4", ".avi"))
-    if not files:
-        raise SystemExit(f"no clips under {VIDEOS}")
+    files = [fetch_like(p, tmp / f"{p.stem}.mp4", args.seconds) for p in raw]
+    encoder = load_encoder(model_spec(args.model, tmp), args.device)
+    data = {p: p.read_bytes() for p in files}
     paths = [files[i % len(files)] for i in range(args.clips)]
     captions = [f"a person {p.stem.replace('_', ' ')}." for p in paths]
-    with tempfile.TemporaryDirectory() as tmp:
-        encoder = load_encoder(model_spec(args.model, Path(tmp)), args.device)
     dev = getattr(encoder, "device", "?")
     print(f"model {encoder.model_id} dim {encoder.dim} device {dev} torch threads "
-          f"{torch.get_num_threads()} clips {len(paths)} ({len(files)} distinct) "
-          f"batch {args.batch_size} decode threads {args.decode_threads}")
+          f"{torch.get_num_threads()} clips {len(paths)} ({len(files)} distinct, "
+          f"{args.seconds:g} s each, fetch-encoded) batch {args.batch_size} decode threads "
+          f"{args.decode_threads}")
 
     samples = [Sample(f"{i:016x}", {"key": f"{i:016x}"}, {"caption": {"caption": c}},
-                      {"fetch": {"mp4": p.read_bytes()}})
+                      {"fetch": {"mp4": data[p]}})
                for i, (p, c) in enumerate(zip(paths, captions, strict=True))]
-    cfg = EmbedConfig(batch_size=args.batch_size, decode_threads=args.decode_threads,
-                      prefetch=4 * args.batch_size)
-    stage = EmbedStage(cfg, encoder=encoder)
-    decoded = np.stack([decode_clip(p.read_bytes(), encoder.num_frames, encoder.image_size)[0]
+
+    def stage_of(seek: bool) -> EmbedStage:
+        cfg = EmbedConfig(batch_size=args.batch_size, decode_threads=args.decode_threads,
+                          prefetch=4 * args.batch_size, seek=seek)
+        return EmbedStage(cfg, encoder=encoder)
+
+    stage, full = stage_of(True), stage_of(False)
+    decoded = np.stack([decode_clip(data[p], encoder.num_frames, encoder.image_size)[0]
                         for p in files])
     decoded = decoded[[i % len(files) for i in range(len(paths))]]
+    distinct = samples[:len(files)]
+    per_clip_after = decoded_per_clip(stage, distinct)
+    per_clip_before = decoded_per_clip(full, distinct)
 
     limit(encoder, decoded[: args.batch_size], captions[: args.batch_size], args.batch_size)
     assert stage_run(stage, samples[:2]) == 2  # warm-up
-    t = timed({"stage": lambda: stage_run(stage, samples),
+    t, cpu = timed({"stage": lambda: stage_run(stage, samples),
+               "full": lambda: stage_run(full, samples),
                "naive": lambda: naive(encoder, paths, captions),
-               "limit": lambda: limit(encoder, decoded, captions, args.batch_size)}, args.repeats)
-    t_stage, t_naive, t_limit = t["stage"], t["naive"], t["limit"]
+               "limit": lambda: limit(encoder, decoded, captions, args.batch_size)},
+              args.repeats)
     n = len(paths)
-    for name, t in (("stage", t_stage), ("naive (a)", t_naive), ("limit (b)", t_limit)):
-        print(f"{name:10s} {n / t:9.2f} clips/s  (median of {args.repeats}: {t:.2f} s)")
-    print(f"stage / naive = {t_naive / t_stage:.2f}x   stage / limit = {t_limit / t_stage:.2f}x")
+    for name in ("stage", "full", "naive", "limit"):
+        print(f"{name:6s} {n / t[name]:9.2f} clips/s  (median of {args.repeats}: "
+              f"{t[name]:.2f} s)   {n / cpu[name]:9.2f} clips per CPU-second")
+    print(f"frames decoded per clip: {per_clip_before:.1f} decoding from the start, "
+          f"{per_clip_after:.1f} seeking (uses {encoder.num_frames}; goal <= "
+          f"{2 * encoder.num_frames})")
+    print(f"stage / full = {t['full'] / t['stage']:.2f}x   stage / naive = "
+          f"{t['naive'] / t['stage']:.2f}x   stage / limit = {t['limit'] / t['stage']:.2f}x")
+    out = {"bench": "embed", "model": encoder.model_id, "device": str(dev),
+           "clips": n, "seconds_per_clip": args.seconds, "batch_size": args.batch_size,
+           "frames_used_per_clip": encoder.num_frames,
+           "frames_decoded_per_clip": round(per_clip_after, 2),
+           "frames_decoded_per_clip_full_decode": round(per_clip_before, 2),
+           "pipeline_clips_per_s": round(n / t["stage"], 2),
+           "full_decode_clips_per_s": round(n / t["full"], 2),
+           "naive_clips_per_s": round(n / t["naive"], 2),
+           "forward_clips_per_s": round(n / t["limit"], 2),
+           "pipeline_over_forward": round(t["limit"] / t["stage"], 3),
+           "pipeline_clips_per_cpu_s": round(n / cpu["stage"], 2),
+           "full_decode_clips_per_cpu_s": round(n / cpu["full"], 2)}
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

@@ -1,151 +1,300 @@
-"""Pose extraction throughput: tmor's pipeline against a naive loop and the model's forward alone.
+"""Pose extraction throughput: tmor's pipeline against ultralytics' batched ``predict`` and the
+model's forward alone, and the pipeline's own cost per frame with a stand-in network.
 
-(a) pipeline: PoseStage.process over the clips (threaded PyAV decode, resize in the decoder,
-    frames batched across clips, batched NMS on the device, tracking, npz encoding);
-(b) naive:    OpenCV decode, then ``YOLO.predict`` on one frame per call;
-(c) forward:  the network's forward alone on pre-decoded, pre-batched frames already on the device
-    (the limit for (a)).
-All three see the same frames (the first --frames of each clip, every frame). Prints frames/s
-(median of --repeats runs) and the ratios a/b and a/c.
+Inputs: the shared clips re-encoded by fetch's own ffmpeg command (``cut_argv``: <= 360p, h264,
+the fetch stage's keyframes), the first ``--seconds`` of each, every frame.
 
-    OMP_NUM_THREADS=1 python bench/pose.py --frames 24 --repeats 3
+(a) pipeline: ``PoseStage.process`` from mp4 bytes to pose.npz bytes (decode, staging, letterbox,
+    forward, NMS, rescale, tracking, npz);
+(b) naive:    OpenCV decode, then ``YOLO.predict`` on lists of ``--batch-size`` frames;
+(c) forward:  the network's forward alone on pre-decoded batches already on the device (the limit).
+``--null-model``: (a) with the network replaced by a stand-in of the same input and output shapes
+that costs nothing (it replays one real output per input shape), one decode worker and torch on
+one thread, so the figure is the pipeline's own cost: frames per CPU-second of this process
+(``null_model_fps_per_core`` = frames / (user + system CPU time), i.e. total frames/s divided by
+the cores busy). Medians of ``--repeats`` interleaved runs; ``--json PATH`` writes the figures.
+
+    OMP_NUM_THREADS=1 python bench/pose.py --null-model --seconds 3 --json /tmp/pose_null.json
+    python bench/pose.py --device cuda --seconds 3 --batch-size 128 --json /tmp/pose.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import resource
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(os.environ.get("TMOR_DATA") or
+            Path(__file__).resolve().parents[1].parent / "shared" / "data")
 CLIPS = ["kinetics_tai_chi_1.mp4", "basketball_two_person.mp4", "ntu_two_person_hug.mp4",
-         "ucf101_archery.avi"]  # fmt: skip
+         "ucf101_archery.avi", "dribbling_basketball_portrait.mp4",
+         "two_person_handover_portrait.mp4"]  # fmt: skip
 
 
-def cut(src: Path, dst: Path, frames: int) -> Path:
-    argv = [shutil.which("ffmpeg") or "ffmpeg", "-v", "error", "-y", "-i", str(src), "-map",
-            "0:v:0", "-frames:v", str(frames), "-c:v", "libx264", "-preset", "veryfast",
-            "-crf", "18", "-pix_fmt", "yuv420p", str(dst)]
-    subprocess.run(argv, check=True)
+def fetch_like(src: Path, dst: Path, seconds: float) -> Path:
+    """``src``'s first ``seconds`` encoded by the fetch stage's own ffmpeg command."""
+    from tmor.pipeline.fetch import FetchConfig
+    from tmor.pipeline.fetch_ffmpeg import CutSpec, cut_argv, run_bounded
+
+    cfg = FetchConfig()
+    spec = CutSpec(url="file:" + str(src.resolve()), start=0.0, duration=seconds,
+                   out_path=str(dst), web=False, fps_cap=cfg.fps_cap,
+                   max_short_side=cfg.max_height, crf=cfg.crf, preset=cfg.preset)
+    proc = run_bounded(cut_argv(spec), 300)
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr.decode(errors="replace")[-2000:])
     return dst
 
 
-def run_pipeline(paths: list[Path], stage) -> int:
-    """One pass of the (already set up) stage over the clips, from mp4 bytes to npz bytes."""
+class NullNet:
+    """A stand-in for the pose network: same input and output shapes, no cost.
+
+    The first call for an input shape runs the real network once on one frame and keeps that raw
+    output; every later call returns it expanded to the batch (a view: no compute, no copy), so
+    NMS, rescaling and tracking see real candidate counts."""
+
+    def __init__(self, real: Any):
+        self.real = real
+        self.cache: dict[tuple, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def __call__(self, x: Any) -> Any:
+        key = (tuple(x.shape[1:]), x.dtype, x.device)
+        out = self.cache.get(key)
+        if out is None:
+            pred = self.real(x[:1])
+            out = self.cache[key] = (pred[0] if isinstance(pred, (tuple, list)) else pred)
+        return out.expand(x.shape[0], -1, -1)
+
+
+class DeviceClock:
+    """CPU seconds the device work (normalize, forward, NMS, rescale) takes on this CPU when the
+    device is CPU torch: on a GPU that work is the GPU's, and the host only launches it."""
+
+    def __init__(self, backend):
+        self.seconds = 0.0
+        dp = getattr(backend, "_device_pose", None)
+        if dp is None:
+            return
+        run = dp.run
+
+        def timed_run(*a, **k):
+            t = time.thread_time()
+            try:
+                return run(*a, **k)
+            finally:
+                self.seconds += time.thread_time() - t
+
+        dp.run = timed_run
+
+
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def samples_of(paths: list[Path], copies: int = 1) -> list:
     from tmor.pipeline.stage import Sample
 
-    samples = [Sample(key=p.stem.replace("_", ""), row={},
-                      members={"fetch": {"mp4": p.read_bytes(), "json": b"{}"}}) for p in paths]
-    return sum(r.record["frames"] for r in stage.process(iter(samples)) if r.ok)
+    return [Sample(key=f"{p.stem.replace('_', '')}{k}", row={},
+                   members={"fetch": {"mp4": p.read_bytes(), "json": b"{}"}})
+            for k in range(copies) for p in paths]
 
 
-def run_naive(paths: list[Path], yolo, imgsz: int, device: str) -> int:
+def run_pipeline(samples: list, stage) -> int:
+    """One pass of the (already set up) stage over the clips, from mp4 bytes to npz bytes."""
+    results = list(stage.process(iter(samples)))
+    bad = [r.error for r in results if not r.ok]
+    if bad:
+        raise SystemExit(f"pipeline failed: {bad[:3]}")
+    return sum(r.record["frames"] for r in results)
+
+
+def run_naive(paths: list[Path], yolo, imgsz: int, device: str, batch: int) -> int:
+    """OpenCV decode, then ``YOLO.predict`` on lists of ``batch`` frames (BGR, as it wants)."""
     import cv2
 
     n = 0
     kwargs = {"half": True} if device.startswith("cuda") else {}
+    frames: list[np.ndarray] = []
+
+    def flush() -> None:
+        if frames:
+            yolo.predict(list(frames), imgsz=imgsz, device=device, verbose=False, **kwargs)
+            frames.clear()
+
     for p in paths:
         cap = cv2.VideoCapture(str(p))
         while True:
             ok, frame = cap.read()
             if not ok:
                 break
-            yolo.predict(frame, imgsz=imgsz, device=device, verbose=False, **kwargs)
+            frames.append(frame)
             n += 1
+            if len(frames) >= batch:
+                flush()
         cap.release()
+    flush()
     return n
+
+
+def make_stage(args: argparse.Namespace, device: str, decode_workers: int):
+    from tmor.pipeline.pose.stage import PoseConfig, PoseStage
+
+    cfg = PoseConfig(model=args.model, device=device, imgsz=args.imgsz,
+                     batch_size=args.batch_size, clips_in_flight=decode_workers)
+    if hasattr(cfg, "decode_workers"):
+        cfg.decode_workers = decode_workers
+    stage = PoseStage(cfg)  # model loading is outside every timed run
+    stage.setup()
+    return stage
+
+
+def timed(fns: dict, repeats: int) -> dict[str, dict[str, Any]]:
+    """Per function: median frames/s over wall time and over CPU time; runs interleaved."""
+    for fn in fns.values():  # warm-up: first-call costs, cudnn autotune, cached null outputs
+        fn()
+    runs: dict[str, list[tuple[float, float]]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            c0, t0 = cpu_seconds(), time.perf_counter()
+            n = fn()
+            wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+            runs[name].append((n / wall, n / max(cpu, 1e-9)))
+    return {k: {"fps": statistics.median(r[0] for r in v),
+                "fps_per_cpu_s": statistics.median(r[1] for r in v),
+                "runs_fps": [round(r[0], 1) for r in v]} for k, v in runs.items()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=str(DATA / "models" / "yolo11n-pose.pt"))
     ap.add_argument("--clips", nargs="*", default=CLIPS)
-    ap.add_argument("--frames", type=int, default=24, help="frames per clip")
+    ap.add_argument("--seconds", type=float, default=2.0, help="seconds of each clip")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--copies", type=int, default=1,
+                    help="each clip given this many times (distinct keys) to the pipeline")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--decode-workers", type=int, default=4)
     ap.add_argument("--imgsz", type=int, default=640)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--null-model", action="store_true",
+                    help="only the pipeline's own cost: stand-in network, 1 decode worker, "
+                         "torch on 1 thread")
+    ap.add_argument("--json", default=None, help="write the figures to this file")
     args = ap.parse_args()
 
     import torch
 
-    from tmor.pipeline import video
-    from tmor.pipeline.pose import get_backend, resolve_device
-    from tmor.pipeline.pose.stage import PoseConfig, PoseStage
+    from tmor.devices import resolve_device
 
     device = resolve_device(args.device)
     tmp = Path(tempfile.mkdtemp(prefix="tmor_bench_pose_"))
-    paths = [cut(DATA / "videos" / c, tmp / (Path(c).stem + ".mp4"), args.frames)
-             for c in args.clips]
-    cfg = PoseConfig(model=args.model, device=device, imgsz=args.imgsz,
-                     batch_size=args.batch_size, clips_in_flight=len(paths), fps=1000.0)
-
-    stage = PoseStage(cfg)  # model loading is outside every timed run, as for (b) and (c)
-    stage.setup()
-    backend = get_backend("ultralytics", args.model, device=device, imgsz=args.imgsz)
-    backend.load()
-    from ultralytics import YOLO
-
-    yolo = YOLO(args.model, task="pose")
-    # (c): pre-decoded, resized, padded, batched and on the device before the clock starts
-    frames = []
-    for p in paths:
-        info = video.probe(p)
-        frames += [f for _, f in video.iter_frames(p, size=backend.input_size(info.width,
-                                                                               info.height))]
-    batches = []
-    by_shape: dict[tuple, list] = {}
-    for f in frames:  # batches of one shape each, as the pipeline forms them
-        by_shape.setdefault(f.shape, []).append(f)
-    chunks = [same[i:i + args.batch_size] for same in by_shape.values()
-              for i in range(0, len(same), args.batch_size)]
-    for chunk in chunks:
-        h = -(-max(f.shape[0] for f in chunk) // 32) * 32
-        w = -(-max(f.shape[1] for f in chunk) // 32) * 32
-        arr = np.full((len(chunk), h, w, 3), 114, np.uint8)
-        for j, f in enumerate(chunk):
-            arr[j, :f.shape[0], :f.shape[1]] = f
-        x = torch.from_numpy(arr).to(device).permute(0, 3, 1, 2).contiguous()
-        batches.append((x.half() if backend._half else x.float()) / 255.0)
-
-    def forward() -> int:
-        with torch.inference_mode():
-            for x in batches:
-                backend._net(x)
+    try:
+        paths = [fetch_like(DATA / "videos" / c, tmp / (Path(c).stem + ".mp4"), args.seconds)
+                 for c in args.clips]
+        samples = samples_of(paths, args.copies)
+        out: dict[str, Any] = {"bench": "pose", "device": device, "clips": len(paths),
+                               "seconds_per_clip": args.seconds, "imgsz": args.imgsz,
+                               "batch_size": args.batch_size, "repeats": args.repeats}
         if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        return len(frames)
+            out["gpu"] = torch.cuda.get_device_name(torch.device(device))
+        if args.null_model:
+            torch.set_num_threads(1)
+            stage = make_stage(args, device, 1)
+            stage.backend._net = NullNet(stage.backend._net)
+            r = timed({"null": lambda: run_pipeline(samples, stage)}, args.repeats)["null"]
+            clock = DeviceClock(stage.backend)
+            c0 = cpu_seconds()
+            frames = run_pipeline(samples, stage)
+            cpu = cpu_seconds() - c0
+            host = frames / max(cpu - clock.seconds, 1e-9)
+            out.update(mode="null_model", frames=frames, decode_workers=1, torch_threads=1,
+                       null_model_fps_per_core=round(r["fps_per_cpu_s"], 1),
+                       null_model_fps=round(r["fps"], 1), runs_fps=r["runs_fps"],
+                       null_model_host_fps_per_core=round(host, 1),
+                       device_work_cpu_share=round(clock.seconds / cpu, 3))
+            print(f"null model, {len(paths)} clips, {frames} frames, device {device}, torch "
+                  f"threads 1, 1 decode worker: {r['fps']:.1f} frames/s wall, "
+                  f"{r['fps_per_cpu_s']:.1f} frames per CPU-second (goal >= 500)")
+            if clock.seconds:
+                print(f"  of which device work on this CPU (a GPU's on a GPU machine): "
+                      f"{100 * clock.seconds / cpu:.0f}% of the CPU time; the host's own cost: "
+                      f"{host:.1f} frames per CPU-second (one run)")
+        else:
+            stage = make_stage(args, device, args.decode_workers)
+            backend = stage.backend
+            from ultralytics import YOLO
 
-    runs = {
-        "a_pipeline": lambda: run_pipeline(paths, stage),
-        "b_naive": lambda: run_naive(paths, yolo, args.imgsz, device),
-        "c_forward": forward,
-    }
-    for fn in runs.values():  # warm-up: model loads, cudnn autotune, first-call costs
-        fn()
-    rates: dict[str, list[float]] = {k: [] for k in runs}
-    for _ in range(args.repeats):
-        for name, fn in runs.items():
-            t0 = time.perf_counter()
-            n = fn()
-            rates[name].append(n / (time.perf_counter() - t0))
-    med = {k: statistics.median(v) for k, v in rates.items()}
-    gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu"
-    print(f"device {device} ({gpu})"
-          f", torch threads {torch.get_num_threads()}, {len(paths)} clips x {args.frames} frames "
-          f"= {len(frames)} frames, imgsz {args.imgsz}, batch {args.batch_size}, "
-          f"{args.repeats} repeats")
-    for k, v in rates.items():
-        print(f"{k:12s} median {med[k]:8.1f} frames/s   runs {[round(x, 1) for x in v]}")
-    print(f"ratio a/b = {med['a_pipeline'] / med['b_naive']:.2f}  (goal >= 2)")
-    print(f"ratio a/c = {med['a_pipeline'] / med['c_forward']:.2f}  (goal >= 0.8)")
-    shutil.rmtree(tmp, ignore_errors=True)
+            from tmor.pipeline import video
+
+            yolo = YOLO(args.model, task="pose")
+            # (c): decoded, resized, padded, batched and on the device before the clock starts
+            frames = []
+            for p in paths:
+                info = video.probe(p)
+                size = backend.input_size(info.width, info.height)
+                frames += [f for _, f in video.iter_frames(p, size=size)]
+            dtype = torch.float16 if device.startswith("cuda") else torch.float32
+            by_canvas: dict[tuple[int, int], list[np.ndarray]] = {}
+            for f in frames:  # the canvases the pipeline batches by, full batches
+                by_canvas.setdefault((-(-f.shape[0] // 32) * 32, -(-f.shape[1] // 32) * 32),
+                                     []).append(f)
+            batches = []
+            for (h, w), same in by_canvas.items():
+                for i in range(0, len(same), args.batch_size):
+                    chunk = same[i:i + args.batch_size]
+                    arr = np.full((args.batch_size, h, w, 3), 114, np.uint8)
+                    for j, f in enumerate(chunk):
+                        arr[j, :f.shape[0], :f.shape[1]] = f
+                    x = torch.from_numpy(arr).to(device).permute(0, 3, 1, 2)
+                    batches.append((x.to(dtype) / 255.0, len(chunk)))
+
+            def forward() -> int:
+                with torch.inference_mode():
+                    for x, _ in batches:
+                        backend._net(x)
+                if device.startswith("cuda"):
+                    torch.cuda.synchronize()
+                return len(frames)
+
+            r = timed({"pipeline": lambda: run_pipeline(samples, stage),
+                       "naive": lambda: run_naive(paths, yolo, args.imgsz, device,
+                                                  args.batch_size),
+                       "forward": forward}, args.repeats)
+            frames_pipeline = run_pipeline(samples, stage)
+            out.update(mode="full", frames=len(frames), frames_pipeline=frames_pipeline,
+                       decode_workers=args.decode_workers,
+                       torch_threads=torch.get_num_threads(),
+                       canvases=[list(k) for k in by_canvas],
+                       pipeline_fps=round(r["pipeline"]["fps"], 1),
+                       naive_fps=round(r["naive"]["fps"], 1),
+                       forward_fps=round(r["forward"]["fps"], 1),
+                       pipeline_over_forward=round(r["pipeline"]["fps"] / r["forward"]["fps"], 3),
+                       pipeline_over_naive=round(r["pipeline"]["fps"] / r["naive"]["fps"], 2),
+                       runs_fps={k: v["runs_fps"] for k, v in r.items()})
+            print(f"device {device} ({out.get('gpu', 'cpu')}), torch threads "
+                  f"{torch.get_num_threads()}, {len(paths)} clips, {len(frames)} frames, "
+                  f"imgsz {args.imgsz}, batch {args.batch_size}, {args.repeats} repeats")
+            for k, v in r.items():
+                print(f"{k:9s} median {v['fps']:8.1f} frames/s   runs {v['runs_fps']}")
+            print(f"pipeline / naive   = {out['pipeline_over_naive']:.2f}x")
+            print(f"pipeline / forward = {out['pipeline_over_forward']:.2f}x")
+        if args.json:
+            Path(args.json).write_text(json.dumps(out, indent=1))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,8 @@ import pytest
 from tmor.errors import ErrorClass
 from tmor.pipeline.stage import Sample
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(os.environ.get("TMOR_DATA") or
+            Path(__file__).resolve().parents[1].parent / "shared" / "data")
 VIDEOS = DATA / "videos"
 CLIPS = ["kinetics_tai_chi_2.mp4", "kinetics_clean_and_jerk.mp4", "ucf101_apply_eye_makeup.avi"]
 VOCAB = ["tai chi", "clean and jerk", "applying eye makeup", "archery", "playing basketball",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -13,7 +14,8 @@ import pytest
 from tmor.errors import ErrorClass
 from tmor.pipeline.stage import Sample
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(os.environ.get("TMOR_DATA") or
+            Path(__file__).resolve().parents[1].parent / "shared" / "data")
 VIDEOS = DATA / "videos"
 CLIPS = ["kinetics_tai_chi_1.mp4", "kinetics_arm_wrestling.mp4", "ucf101_archery.avi",
          "basketball_two_person.mp4"]

@@ -7,6 +7,7 @@ at 3 frames/s, plus a corrupt and a non-video sample; the tests read its results
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,7 +20,8 @@ from tmor.pipeline.pose.stage import PoseConfig, PoseStage
 from tmor.pipeline.stage import Sample
 from tmor.skeleton.npz import decode_pose
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(os.environ.get("TMOR_DATA") or
+            Path(__file__).resolve().parents[1].parent / "shared" / "data")
 VIDEOS = DATA / "videos"
 YOLO = DATA / "models" / "yolo11n-pose.pt"
 KINECT = DATA / "skeletons" / "fallfree"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,8 @@ import pytest
 from tmor.pipeline import video
 from tmor.pipeline.pose import get_backend
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(os.environ.get("TMOR_DATA") or
+            Path(__file__).resolve().parents[1].parent / "shared" / "data")
 PT, ONNX = DATA / "models" / "yolo11n-pose.pt", DATA / "models" / "yolo11n-pose.onnx"
 CLIP = DATA / "videos" / "basketball_two_person.mp4"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,8 @@ from tmor.pipeline.pose.tracking import Detections, Tracker
 from tmor.pipeline.stage import Sample
 from tmor.skeleton.npz import decode_pose
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(os.environ.get("TMOR_DATA") or
+            Path(__file__).resolve().parents[1].parent / "shared" / "data")
 VIDEOS = DATA / "videos"
 YOLO = DATA / "models" / "yolo11n-pose.pt"
 

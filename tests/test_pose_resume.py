@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(os.environ.get("TMOR_DATA") or
+            Path(__file__).resolve().parents[1].parent / "shared" / "data")
 YOLO = DATA / "models" / "yolo11n-pose.pt"
 CLIPS = ["ucf101_archery.avi", "kinetics_tai_chi_2.mp4", "two_person_handover_portrait.mp4"]
 CLI = [sys.executable, "-c", "from tmor.cli.data import main; main()"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,8 @@ from tmor.pipeline.stage import Sample
 from tmor.shards.tario import read_tar_samples, write_tar_samples
 from tmor.skeleton.npz import decode_pose
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(os.environ.get("TMOR_DATA") or
+            Path(__file__).resolve().parents[1].parent / "shared" / "data")
 CLIP = DATA / "videos" / "ucf101_archery.avi"
 
 

@@ -97,7 +97,9 @@ def extract_pose_cmd(
     model: str = typer.Option(None, help="model file or name (e.g. yolo11n-pose.pt)"),
     device: str = typer.Option(None, help="auto | cpu | cuda[:N] [auto]"),
     fps: float = typer.Option(None, help="frames per second to sample [the clip's, up to 30]"),
-    batch_size: int = typer.Option(None, help="frames per model call, across clips [32]"),
+    batch_size: int = typer.Option(None, help="frames per model call, across clips [128 on "
+                                   "CUDA, else 32]"),
+    decode_workers: int = typer.Option(None, help="threads decoding clips in parallel [4]"),
     max_persons: int = typer.Option(None, help="tracks kept per clip [2]"),
     lift: str = typer.Option(None, help="none | 3d: also keypoint_3d in metres [none]"),
     runner=None,
@@ -105,7 +107,8 @@ def extract_pose_cmd(
 ) -> None:
     """Tracked 2D (and 3D) skeletons of every fetched clip (pose/NNNNNN.tar)."""
     cli = {"backend": backend, "model": model, "device": device, "fps": fps,
-           "batch_size": batch_size, "max_persons": max_persons, "lift": lift}
+           "batch_size": batch_size, "decode_workers": decode_workers,
+           "max_persons": max_persons, "lift": lift}
     run_stage_command("extract-pose", root, cli, runner, yaml_cfg)
 
 

@@ -1,9 +1,11 @@
 """The ``embed`` stage: frozen video-language embeddings of each clip and of its caption.
 
-Each clip is decoded once in a worker thread (8 frames at the ViCLIP stride, resized to the
-model's size in the decoder); clips are batched on the device (fp16 autocast on CUDA). Output per
-key: ``video.npy`` and ``text.npy`` (D,) float16, ``embed.json`` {model_id, model_sha256,
-frame_indices}; ledger columns model_id, video_text_sim, frames_used.
+Each clip is read in a worker thread: 8 frames at the ViCLIP stride, each reached by a seek to
+the keyframe fetch placed on it (clips without such keyframes are decoded from the start; the
+same frames either way), resized to the model's size in the decoder; clips are batched on the
+device (fp16 autocast on CUDA). Output per key: ``video.npy`` and ``text.npy`` (D,) float16,
+``embed.json`` {model_id, model_sha256, frame_indices}; ledger columns model_id, video_text_sim,
+frames_used, frames_decoded.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class EmbedConfig:
     batch_size: int = 32  # clips per forward
     decode_threads: int = 4  # clips decoded concurrently
     prefetch: int = 64  # clips decoded ahead of the model
+    seek: bool = True  # seek to the 8 frames where the clip's keyframes allow (else decode)
 
 
 def sample_caption(sample: Sample) -> str:
@@ -69,16 +72,19 @@ class EmbedStage(Stage):
                        dim=self.encoder.dim)
         return out
 
-    def _decode(self, sample: Sample) -> tuple[np.ndarray, list[int], str]:
+    def _decode(self, sample: Sample) -> tuple[np.ndarray, list[int], str, int]:
+        from tmor.pipeline.video import ReadStats
+
         text = sample_caption(sample)
+        stats = ReadStats()
         frames, idx = decode_clip(clip_source(sample), self.encoder.num_frames,
-                                  self.encoder.image_size)
-        return frames, idx, text
+                                  self.encoder.image_size, stats=stats, seek=self.config.seek)
+        return frames, idx, text, stats.decoded
 
     def process(self, samples: Iterator[Sample]) -> Iterator[Result]:
         self.setup()
         cfg = self.config
-        batch: list[tuple[Sample, tuple[np.ndarray, list[int], str]]] = []
+        batch: list[tuple[Sample, tuple[np.ndarray, list[int], str, int]]] = []
         decoded = prefetch(samples, self._decode, cfg.decode_threads, cfg.prefetch)
         for sample, got in decoded:
             if isinstance(got, BaseException):
@@ -91,13 +97,13 @@ class EmbedStage(Stage):
         if batch:
             yield from self._encode(batch)
 
-    def _encode(self, batch: list[tuple[Sample, tuple[np.ndarray, list[int], str]]]
+    def _encode(self, batch: list[tuple[Sample, tuple[np.ndarray, list[int], str, int]]]
                 ) -> Iterator[Result]:
         enc = self.encoder
-        video = enc.encode_video(np.stack([frames for _, (frames, _, _) in batch]))
-        text = enc.encode_text([t for _, (_, _, t) in batch])
+        video = enc.encode_video(np.stack([got[0] for _, got in batch]))
+        text = enc.encode_text([got[2] for _, got in batch])
         sims = (video * text).sum(1)
-        for i, (sample, (_, idx, _)) in enumerate(batch):
+        for i, (sample, (_, idx, _, decoded)) in enumerate(batch):
             meta = {"model_id": enc.model_id, "model_sha256": enc.sha256,
                     "frame_indices": [int(j) for j in idx]}
             yield Result(
@@ -108,7 +114,7 @@ class EmbedStage(Stage):
                     "embed.json": json.dumps(meta).encode(),
                 },
                 record={"model_id": enc.model_id, "video_text_sim": float(sims[i]),
-                        "frames_used": len(idx)},
+                        "frames_used": len(idx), "frames_decoded": int(decoded)},
             )
 
 

@@ -27,6 +27,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from tmor.devices import pin_stage_device, worker_devices
 from tmor.manifests import ledger as L
 from tmor.manifests.plan import plan_shards, read_plan_shard
 from tmor.pipeline import report
@@ -88,7 +89,8 @@ class _ProgressSink:
 
 
 def _spawned_worker(stage: Stage, root: str, opts: RunnerOptions, index: int, num: int,
-                    events: Any) -> None:
+                    events: Any, device: str | None = None) -> None:
+    pin_stage_device(stage, device)  # worker i: cuda:(i mod G) unless --device pins one
     run_worker(stage, root, opts, index, num, events.put)
 
 
@@ -96,8 +98,10 @@ def _run_pool(stage: Stage, root: str, opts: RunnerOptions, sink: Callable[[Even
     ctx = mp.get_context("spawn")
     events = ctx.Queue()
     n = opts.workers
+    devices = worker_devices(stage, n)
     procs = [
-        ctx.Process(target=_spawned_worker, args=(stage, root, opts, i, n, events), daemon=False)
+        ctx.Process(target=_spawned_worker, args=(stage, root, opts, i, n, events, devices[i]),
+                    daemon=False)
         for i in range(n)
     ]
     for p in procs:

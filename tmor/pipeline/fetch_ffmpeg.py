@@ -79,6 +79,16 @@ class CutSpec:
     threads: int = 0
     io_timeout_s: float = 30.0
     recv_buffer: int | None = None  # bytes; caps how far the socket reads ahead of ffmpeg
+    seek_keyframes: bool = True  # keyframes at the embed protocol's 8 frames (see below)
+
+
+def seek_keyframes_expr(duration: float, num_frames: int = 8) -> str:
+    """``-force_key_frames`` expression that makes frame ``k * (N // num_frames)`` a keyframe
+    (k < num_frames), N being the output's frame count, estimated from ``duration`` and the output
+    rate ``n / t`` (constant frame rate): the frames the embed stage reads (ViCLIP stride), so it
+    seeks to each instead of decoding the clip. Frame 0 is always a keyframe."""
+    step = f"trunc(round({duration:.6f}*n/t)/{num_frames})"
+    return f"expr:if(gt(t,0),eq(mod(n,{step}),0)*lte(n,{num_frames - 1}*{step}),1)"
 
 
 def _scale_filter(side: int, only_down: bool) -> str:
@@ -120,6 +130,8 @@ def cut_argv(spec: CutSpec, binary: str = "ffmpeg") -> list[str]:
     argv += ["-map", "0:v:0", "-sn", "-dn", "-map_metadata", "-1", "-vf", ",".join(filters)]
     if not spec.fps and spec.fps_cap:
         argv += ["-fpsmax", f"{spec.fps_cap:g}"]
+    if spec.seek_keyframes and spec.duration:
+        argv += ["-force_key_frames", seek_keyframes_expr(spec.duration)]
     argv += ["-c:v", "libx264", "-preset", spec.preset, "-crf", str(spec.crf),
              "-pix_fmt", "yuv420p"]
     if spec.threads:

@@ -124,6 +124,46 @@ def _decode(container: Any) -> Iterator[Any]:
         raise VideoDecodeError(f"decoding failed ({e})") from e
 
 
+def decode_frames(
+    src: Source,
+    step: float = 1.0,
+    size: tuple[int, int] | None = None,
+    threads: int = 0,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(frame_index, rgb)`` decoded in the calling thread, one kept frame every ``step``
+    source frames (see :func:`sample_step`); ``size`` as in :func:`iter_frames`; ``threads``: the
+    codec's own threads (0: FFmpeg decides). Raises :class:`VideoDecodeError` on unreadable input,
+    also after the last frame when the clip turns out truncated."""
+    container = _open(src)
+    try:
+        stream = container.streams.video[0]
+        if threads:
+            stream.thread_count = int(threads)
+        n = total = 0
+        next_keep = 0.0
+        expected = int(stream.frames or 0)
+        try:
+            for i, frame in enumerate(_decode(container)):
+                total = i + 1
+                if i + 1e-6 < next_keep:
+                    continue
+                next_keep += step
+                while next_keep <= i + 1e-6:  # never fall behind (step >= 1)
+                    next_keep += step
+                yield i, _to_rgb(frame, size)
+                n += 1
+        except VideoDecodeError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any decoder failure is the clip's
+            raise VideoDecodeError(f"decoding failed ({type(e).__name__}: {e})") from e
+        if n == 0:
+            raise VideoDecodeError("zero frames decoded")
+        if expected > 0 and total < TRUNCATED_FRACTION * expected:
+            raise VideoDecodeError(f"truncated: decoded {total} of the {expected} frames announced")
+    finally:
+        container.close()
+
+
 def _producer(
     src: Source,
     step: float,
@@ -141,40 +181,14 @@ def _producer(
         return False
 
     try:
-        container = _open(src)
-    except BaseException as e:  # noqa: BLE001 - handed to the consumer
-        put(e)
-        return
-    try:
-        n = 0
-        total = 0
-        next_keep = 0.0
-        expected = int(container.streams.video[0].frames or 0)
-        for i, frame in enumerate(_decode(container)):
-            total = i + 1
-            if stop.is_set():
+        for item in decode_frames(src, step, size):
+            if stop.is_set() or not put(item):
                 return
-            if i + 1e-6 < next_keep:
-                continue
-            next_keep += step
-            while next_keep <= i + 1e-6:  # never fall behind (step >= 1)
-                next_keep += step
-            if not put((i, _to_rgb(frame, size))):
-                return
-            n += 1
-        if n == 0:
-            put(VideoDecodeError("zero frames decoded"))
-            return
-        if expected > 0 and total < TRUNCATED_FRACTION * expected:
-            put(VideoDecodeError(f"truncated: decoded {total} of the {expected} frames announced"))
-            return
         put(_END)
     except BaseException as e:  # noqa: BLE001 - handed to the consumer
         if not isinstance(e, VideoDecodeError):
             e = VideoDecodeError(f"decoding failed ({type(e).__name__}: {e})")
         put(e)
-    finally:
-        container.close()
 
 
 def iter_frames(
@@ -270,4 +284,145 @@ def read_frames(
         tail = lf if isinstance(lf, np.ndarray) else _to_rgb(lf, size)
         for i in missing:
             got[i] = tail
+    return np.stack([got[i] for i in idx])
+
+
+@dataclass
+class ReadStats:
+    """How a :func:`read_frames_seek` call got its frames."""
+
+    decoded: int = 0  # frames the decoder produced
+    seeks: int = 0  # seeks to a keyframe
+    path: str = ""  # "seek" or "sequential"
+
+
+def _frame_table(container: Any) -> tuple[list[int], set[int]] | None:
+    """Presentation timestamps of every frame (sorted) and those of keyframes, from the packets
+    alone (no decoding); None when some packet has no pts (then only sequential reads are safe)."""
+    stream = container.streams.video[0]
+    pts: list[int] = []
+    keys: set[int] = set()
+    for packet in container.demux(stream):
+        if packet.size == 0:  # the demuxer's end-of-stream flush packet
+            continue
+        if packet.pts is None:
+            return None
+        if getattr(packet, "is_discard", False):
+            continue
+        pts.append(int(packet.pts))
+        if packet.is_keyframe:
+            keys.add(int(packet.pts))
+    pts.sort()
+    return (pts, keys) if pts else None
+
+
+def _seek_plan(pts: list[int], keys: set[int], wanted: list[int]) -> tuple[list[tuple[int, int]],
+                                                                           int]:
+    """For sorted distinct frame positions ``wanted``: the runs to decode, as (start position of
+    a keyframe, last position), and the frames they decode."""
+    key_pos = [i for i, p in enumerate(pts) if p in keys]
+    runs: list[tuple[int, int]] = []
+    cost = 0
+    for w in wanted:
+        k = max((i for i in key_pos if i <= w), default=0)
+        if runs and runs[-1][1] < w and k <= runs[-1][1] + 1:
+            cost += w - runs[-1][1]
+            runs[-1] = (runs[-1][0], w)
+        else:
+            cost += w - k + 1
+            runs.append((k, w))
+    return runs, cost
+
+
+def read_frames_seek(
+    src: Source,
+    indices: Sequence[int],
+    size: tuple[int, int] | None = None,
+    stats: ReadStats | None = None,
+) -> np.ndarray:
+    """:func:`read_frames` (clamped) that seeks to the keyframe before each wanted frame instead of
+    decoding the clip from its start, when that decodes fewer frames (clips whose keyframes sit at
+    or just before the wanted frames: fetch places them there); otherwise it decodes sequentially.
+    Same frames as :func:`read_frames`. ``stats`` (optional) receives the frames decoded."""
+    idx = [int(i) for i in indices]
+    if not idx:
+        raise ValueError("read_frames_seek needs at least one index")
+    if min(idx) < 0:
+        raise ValueError(f"negative frame index in {idx}")
+    stats = stats if stats is not None else ReadStats()
+    container = _open(src)
+    try:
+        table = _frame_table(container)
+        if table is not None:
+            pts, keys = table
+            wanted = sorted({min(i, len(pts) - 1) for i in idx})
+            runs, cost = _seek_plan(pts, keys, wanted)
+            if cost < max(wanted) + 1:
+                got = _read_runs(container, pts, runs, set(wanted), size, stats)
+                if got is not None:
+                    stats.path = "seek"
+                    return np.stack([got[min(i, len(pts) - 1)] for i in idx])
+    finally:
+        container.close()
+    return read_frames_sequential(src, idx, size, stats)
+
+
+def _read_runs(container: Any, pts: list[int], runs: list[tuple[int, int]], wanted: set[int],
+               size: tuple[int, int] | None, stats: ReadStats) -> dict[int, np.ndarray] | None:
+    """Decode each run from its keyframe; None when the decoder's frames do not line up with the
+    packet table (then the caller decodes sequentially)."""
+    stream = container.streams.video[0]
+    stream.thread_type = "NONE"  # one frame per seek: decoder threads only add hand-offs
+    stream.thread_count = 1
+    pos_of = {p: i for i, p in enumerate(pts)}
+    got: dict[int, np.ndarray] = {}
+    for start, last in runs:
+        container.seek(pts[start], stream=stream, backward=True, any_frame=False)
+        stats.seeks += 1
+        reached = False
+        try:
+            for frame in container.decode(stream):
+                stats.decoded += 1
+                pos = pos_of.get(frame.pts) if frame.pts is not None else None
+                if pos is None:
+                    return None
+                if pos in wanted and pos >= start:
+                    got[pos] = _to_rgb(frame, size)
+                if pos >= last:
+                    reached = True
+                    break
+        except Exception as e:  # noqa: BLE001 - any decoder failure is the clip's
+            raise VideoDecodeError(f"decoding failed ({type(e).__name__}: {e})") from e
+        if not reached:
+            return None
+    return got if wanted <= set(got) else None
+
+
+def read_frames_sequential(src: Source, idx: Sequence[int], size: tuple[int, int] | None = None,
+                           stats: ReadStats | None = None) -> np.ndarray:
+    """:func:`read_frames` (clamped) that counts the frames it decodes in ``stats``."""
+    idx = [int(i) for i in idx]
+    stats = stats if stats is not None else ReadStats()
+    stats.path = "sequential"
+    wanted = set(idx)
+    last_needed = max(idx)
+    got: dict[int, np.ndarray] = {}
+    last: tuple[int, Any] | None = None
+    container = _open(src)
+    try:
+        for i, frame in enumerate(_decode(container)):
+            stats.decoded += 1
+            last = (i, frame)
+            if i in wanted:
+                got[i] = _to_rgb(frame, size)
+            if i >= last_needed:
+                break
+    finally:
+        container.close()
+    if last is None:
+        raise VideoDecodeError("zero frames decoded")
+    li, lf = last
+    for i in idx:
+        if i not in got:
+            got[i] = got.get(li) if li in got else _to_rgb(lf, size)
     return np.stack([got[i] for i in idx])

@@ -29,6 +29,8 @@ class PoseBackend(ABC):
     has_3d: bool = False
     #: True when the backend's results depend on the order of frames within a stream
     stateful: bool = False
+    #: True when :meth:`infer` takes frames at their native size (the stage does not resize)
+    native_frames: bool = False
 
     def __init__(self, model: str | None = None, device: str = "auto", **options: Any):
         self.model = model
@@ -49,8 +51,32 @@ class PoseBackend(ABC):
         """Detect people in RGB uint8 frames (H, W, 3); ``streams[i]`` names the clip of frame
         i (stateful backends keep per-clip state; frames of one stream come in order)."""
 
+    def infer_scaled(self, frames: Sequence[np.ndarray], scales: Sequence[tuple[float, float]],
+                     streams: Sequence[Hashable] | None = None) -> list[Detections]:
+        """:meth:`infer`, with each frame's boxes and keypoints multiplied by ``scales[i]`` =
+        (sx, sy): the clip's pixels per pixel of the frame given."""
+        dets = self.infer(frames, streams)
+        for det, (sx, sy) in zip(dets, scales, strict=True):
+            det.keypoints = det.keypoints * np.array([sx, sy], np.float32)
+            det.boxes = det.boxes * np.array([sx, sy, sx, sy], np.float32)
+        return dets
+
+    def prepare(self, frames: Sequence[np.ndarray]) -> Any:
+        """Host-side work on a batch, done in the stage's thread while the model runs the
+        previous batch; what it returns goes to :meth:`infer_prepared`."""
+        return frames
+
+    def infer_prepared(self, prepared: Any, scales: Sequence[tuple[float, float]],
+                       streams: Sequence[Hashable] | None = None) -> list[Detections]:
+        """:meth:`infer_scaled` of a batch :meth:`prepare` returned."""
+        return self.infer_scaled(prepared, scales, streams)
+
     def input_size(self, width: int, height: int) -> tuple[int, int] | None:
         """The (width, height) to decode frames at for this model, or None for the clip's size."""
+        return None
+
+    def canvas_of(self, width: int, height: int) -> Hashable:
+        """Frames with different keys go to different model calls (None: any frames together)."""
         return None
 
     def close_stream(self, stream: Hashable) -> None:

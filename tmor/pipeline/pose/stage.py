@@ -1,14 +1,18 @@
 """The ``pose`` stage: tracked 2D (and 3D) skeletons of the people in every fetched clip.
 
-Several clips are in flight at once, each decoded by :func:`tmor.pipeline.video.iter_frames` in its
-own thread (bounded queue, sampled to the target fps, resized once to the model's input size);
-their frames are pooled round-robin into batches of ``batch_size`` for one model call; the
-detections go back to each clip's :class:`~tmor.pipeline.pose.tracking.Tracker`; a clip whose
-frames are all processed is finalized (top-M selection, layout conversion) and yielded.
+Four things run at once, joined by bounded queues:
+decode workers (:mod:`~tmor.pipeline.pose.feed`: ``decode_workers`` threads, clips decoded in
+parallel, frames of whichever clip has them ready) -> this thread (frames batched by canvas, each
+batch prepared on the host: the pinned canvas for the ultralytics tensor engine) -> a device
+thread (one model call per ``batch_size`` frames) -> a tracker thread (per-clip
+:class:`~tmor.pipeline.pose.tracking.Tracker`, top-M selection, layout conversion, npz
+encoding) -> results.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -18,6 +22,7 @@ import numpy as np
 
 from tmor.errors import ErrorClass, PluginUnavailable, SampleError
 from tmor.pipeline.pose import PoseBackend, get_backend
+from tmor.pipeline.pose.feed import END, EXIT, FAIL, FRAME, FrameFeed, Opened
 from tmor.pipeline.pose.tracking import Detections, Tracker, select_tracks
 from tmor.pipeline.stage import Result, Sample, Stage
 from tmor.skeleton import layouts as L
@@ -36,9 +41,11 @@ class PoseConfig:
     fps: float | None = None  # target frame rate; None: the clip's own, capped at max_fps
     max_fps: float = 30.0
     imgsz: int = 640  # long side of the frames given to the model (ultralytics)
-    batch_size: int = 32  # frames per model call, pooled across clips
-    clips_in_flight: int = 4  # clips decoded concurrently (one thread each)
-    queue_size: int = 32  # decoded frames buffered per clip
+    batch_size: int | None = None  # frames per model call, across clips; None: 128 on CUDA, 32
+    decode_workers: int = 4  # threads decoding clips in parallel
+    codec_threads: int = 0  # each decoder's own threads (0: FFmpeg decides)
+    clips_in_flight: int = 8  # clips open at once (decoding, or waiting for their results)
+    queue_size: int | None = None  # decoded frames buffered, all clips; None: 2 x batch_size
     max_persons: int = 2  # tracks kept per clip (frames present x mean score x mean box area)
     lift: str = "none"  # none | 3d (3d: keypoint_3d in metres, from the mediapipe backend)
     layout: str = "coco17"  # joint layout written to pose.npz (see layouts.py)
@@ -53,17 +60,37 @@ class PoseConfig:
 @dataclass
 class _Clip:
     sample: Sample
-    frames: Iterator[tuple[int, np.ndarray]]
-    width: int
-    height: int
-    scale: tuple[float, float]
-    fps: float
-    t0: float
     tracker: Tracker
+    width: int = 0
+    height: int = 0
+    scale: tuple[float, float] = (1.0, 1.0)
+    fps: float = 0.0
+    canvas: Any = None
+    t0: float = field(default_factory=time.perf_counter)
     dets: list[Detections] = field(default_factory=list)
     frame_index: list[int] = field(default_factory=list)
-    done: bool = False
-    error: SampleError | None = None
+
+
+def _hand_over(q: queue.Queue, item: Any, failure: list[BaseException]) -> None:
+    """Put ``item`` on a bounded queue, unless a thread of the stage failed (then raise that)."""
+    while True:
+        if failure:
+            raise failure[0]
+        try:
+            q.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
+
+
+def _sample_error(e: BaseException) -> SampleError:
+    from tmor.pipeline.video import VideoDecodeError
+
+    if isinstance(e, SampleError):
+        return e
+    if isinstance(e, VideoDecodeError):
+        return SampleError(ErrorClass.BAD_INPUT, str(e))
+    return SampleError(ErrorClass.TRANSIENT, f"{type(e).__name__}: {e}")
 
 
 class PoseStage(Stage):
@@ -107,92 +134,161 @@ class PoseStage(Stage):
         return out
 
     # -- processing ----------------------------------------------------------------------------
-    def _open(self, sample: Sample) -> _Clip:
+    def _open(self, sample: Sample) -> tuple[_Clip, Opened]:
+        """In a decode worker: probe the clip and choose its frame rate and decode size."""
         from tmor.pipeline import video
 
         assert self.backend is not None
+        clip = _Clip(sample=sample, tracker=Tracker(max_age=self.config.max_age))
         data = sample.members.get("fetch", {}).get("mp4")
         if not data:
             raise SampleError(ErrorClass.BAD_INPUT, "no mp4 member in the fetch shard")
-        try:
-            info = video.probe(data)
-        except video.VideoDecodeError as e:
-            raise SampleError(ErrorClass.BAD_INPUT, str(e)) from e
+        info = video.probe(data)
         cfg = self.config
         target = cfg.fps or min(info.fps or cfg.max_fps, cfg.max_fps)
         step = video.sample_step(info.fps, target)
-        size = self.backend.input_size(info.width, info.height)
+        size = None if self.backend.native_frames else self.backend.input_size(info.width,
+                                                                               info.height)
         w, h = size or (info.width, info.height)
-        return _Clip(
-            sample=sample,
-            frames=video.iter_frames(data, fps=target, size=size, queue_size=cfg.queue_size),
-            width=info.width,
-            height=info.height,
-            scale=(info.width / w, info.height / h),
-            fps=(info.fps / step) if info.fps else float(target),
-            t0=time.perf_counter(),
-            tracker=Tracker(max_age=cfg.max_age),
-        )
+        clip.width, clip.height = info.width, info.height
+        clip.scale = (info.width / w, info.height / h)
+        clip.fps = (info.fps / step) if info.fps else float(target)
+        clip.canvas = self.backend.canvas_of(info.width, info.height)  # batches never mix canvases
+        return clip, Opened(step=step, size=size)
+
+    def _frames(self, clip: _Clip, opened: Opened) -> Iterator[tuple[int, np.ndarray]]:
+        from tmor.pipeline import video
+
+        return video.decode_frames(clip.sample.members["fetch"]["mp4"], opened.step,
+                                   opened.size, threads=self.config.codec_threads)
 
     def process(self, samples: Iterator[Sample]) -> Iterator[Result]:
-        from tmor.pipeline.video import VideoDecodeError
-
         if self.backend is None:
             self.setup()
-        assert self.backend is not None
+        backend = self.backend
+        assert backend is not None
         cfg = self.config
-        pending = iter(samples)
-        active: list[_Clip] = []
-        exhausted = False
-        while True:
-            while not exhausted and len(active) < max(1, cfg.clips_in_flight):
-                sample = next(pending, None)
-                if sample is None:
-                    exhausted = True
-                    break
-                try:
-                    active.append(self._open(sample))
-                except SampleError as e:
-                    yield Result(key=sample.key, error=e)
-            if not active:
+        batch = cfg.batch_size or (128 if str(backend.device).startswith("cuda") else 32)
+        feed = FrameFeed(iter(samples), self._open, self._frames, cfg.decode_workers,
+                         cfg.clips_in_flight, cfg.queue_size or 2 * batch)
+        results: queue.Queue = queue.Queue()
+        work: queue.Queue = queue.Queue(maxsize=2)
+        failure: list[BaseException] = []
+        to_device: queue.Queue = queue.Queue(maxsize=1)  # see DevicePose.prepare: 3 buffers
+        tracker = threading.Thread(target=self._track, args=(work, results, failure),
+                                   name="tmor-track", daemon=True)
+        device = threading.Thread(target=self._device, args=(to_device, work, failure),
+                                  name="tmor-device", daemon=True)
+        tracker.start()
+        device.start()
+        pending: dict[Any, list[tuple]] = {}  # canvas -> frames and end markers, in order
+        counts: dict[Any, int] = {}
+
+        def run(key: Any) -> None:
+            items = pending.pop(key, [])
+            counts.pop(key, None)
+            if not items:
                 return
-            batch: list[tuple[_Clip, int, np.ndarray]] = []
-            live = [c for c in active if not c.done]
-            while live and len(batch) < cfg.batch_size:
-                for clip in list(live):
+            frames = [it[3] for it in items if it[0] == FRAME]
+            streams = [it[1].sample.key for it in items if it[0] == FRAME]
+            scales = [it[1].scale for it in items if it[0] == FRAME]
+            n = len(frames)
+            if 0 < n < batch and not backend.stateful:  # every call the same size: a frame's
+                pad = batch - n  # result never depends on how the frames fell into batches
+                frames, streams, scales = (frames + [frames[-1]] * pad, streams + [None] * pad,
+                                           scales + [scales[-1]] * pad)
+            prepared = backend.prepare(frames) if n else None  # while the device runs the last
+            _hand_over(to_device, (items, prepared, scales, streams, n), failure)
+
+        def ready() -> Iterator[Result]:
+            while True:
+                try:
+                    yield results.get_nowait()
+                except queue.Empty:
+                    return
+
+        try:
+            while feed.running:
+                item = feed.queue.get()  # frames of whichever clip has them ready
+                kind, clip = item[0], item[1]
+                if kind == EXIT:
+                    feed.running -= 1
+                    continue
+                if kind == FAIL:
+                    raise item[2]
+                if kind == END:  # decoded: its decode slot goes to the next clip
+                    feed.release()
+                    if not isinstance(clip, _Clip):  # could not even open it
+                        results.put(Result(key=clip.key, error=_sample_error(item[2])))
+                        continue
+                pending.setdefault(clip.canvas, []).append(item)
+                if kind == FRAME:
+                    counts[clip.canvas] = counts.get(clip.canvas, 0) + 1
+                    if counts[clip.canvas] >= batch:
+                        run(clip.canvas)
+                yield from ready()
+            for key in list(pending):
+                run(key)
+            _hand_over(to_device, None, failure)
+            device.join()
+            tracker.join()
+            if failure:
+                raise failure[0]
+            yield from ready()
+        finally:
+            feed.close()
+            if device.is_alive() or tracker.is_alive():
+                failure.append(RuntimeError("stopped"))
+                for q in (to_device, work):
                     try:
-                        idx, frame = next(clip.frames)
-                    except StopIteration:
-                        clip.done = True
-                        live.remove(clip)
+                        q.put_nowait(None)
+                    except queue.Full:
+                        pass
+
+    def _device(self, to_device: queue.Queue, work: queue.Queue,
+                failure: list[BaseException]) -> None:
+        """The device thread: prepared batches through the model, detections to the tracker."""
+        backend = self.backend
+        assert backend is not None
+        try:
+            while True:
+                got = to_device.get()
+                if got is None or failure:
+                    _hand_over(work, None, failure)
+                    return
+                items, prepared, scales, streams, n = got
+                dets = backend.infer_prepared(prepared, scales, streams)[:n] if n else []
+                for it in items:
+                    if it[0] == END and isinstance(it[1], _Clip):
+                        backend.close_stream(it[1].sample.key)
+                _hand_over(work, (items, dets), failure)
+        except BaseException as e:  # noqa: BLE001 - handed to the stage's thread
+            failure.append(e)
+
+    def _track(self, work: queue.Queue, results: queue.Queue,
+               failure: list[BaseException]) -> None:
+        """The tracker thread: detections into each clip's tracker, finished clips to npz."""
+        try:
+            while True:
+                got = work.get()
+                if got is None or failure:
+                    return
+                items, dets = got
+                it_dets = iter(dets)
+                for item in items:
+                    clip = item[1]
+                    if item[0] == FRAME:
+                        self._add(clip, item[2], next(it_dets))
                         continue
-                    except VideoDecodeError as e:
-                        clip.done = True
-                        clip.error = SampleError(ErrorClass.BAD_INPUT, str(e))
-                        live.remove(clip)
-                        continue
-                    batch.append((clip, idx, frame))
-                    if len(batch) >= cfg.batch_size:
-                        break
-            if batch:
-                frames = [f for _, _, f in batch]
-                dets = self.backend.infer(frames, [c.sample.key for c, _, _ in batch])
-                for (clip, idx, _), det in zip(batch, dets, strict=True):
-                    if clip.error is None:
-                        self._add(clip, idx, det)
-            for clip in [c for c in active if c.done]:
-                active.remove(clip)
-                self.backend.close_stream(clip.sample.key)
-                if clip.error is not None:
-                    yield Result(key=clip.sample.key, error=clip.error)
-                else:
-                    yield self._finish(clip)
+                    if item[2] is not None:
+                        results.put(Result(key=clip.sample.key, error=_sample_error(item[2])))
+                    else:
+                        results.put(self._finish(clip))
+        except BaseException as e:  # noqa: BLE001 - handed to the stage's thread
+            failure.append(e)
 
     def _add(self, clip: _Clip, idx: int, det: Detections) -> None:
         assert self.backend is not None
-        sx, sy = clip.scale
-        det.keypoints = det.keypoints * np.array([sx, sy], np.float32)
-        det.boxes = det.boxes * np.array([sx, sy, sx, sy], np.float32)
         if self.backend.layout != CANONICAL:
             src = self.backend.layout
             det.keypoints, det.keypoint_scores = L.convert(

@@ -1,11 +1,13 @@
 """YOLO pose models through ultralytics (COCO-17).
 
-Two engines:
-- ``tensor`` (``.pt`` weights, the default for them): the frames of a batch that share a shape
-  are padded (bottom / right) to a multiple of 32, moved to the device as one uint8 tensor,
-  normalized there (half precision on CUDA), run through the fused network in one forward, and
-  decoded by ultralytics' batched NMS on the device; only small arrays come back. No per-image
-  CPU letterboxing: the decoder already resized frames so that their long side is ``imgsz``.
+Three engines:
+- ``tensor`` (``.pt`` weights, their default): :class:`~tmor.pipeline.pose.device.DevicePose`:
+  frames (resized by the decoder so that their long side is ``imgsz``) letterboxed into one
+  pinned uint8 canvas per batch, one copy to the device, normalized there (fp16 on CUDA, or
+  ``precision='bf16'``), one forward, NMS over the whole batch on the device, rescaled to the
+  clip's pixels there, one copy back. The stage batches frames by :meth:`canvas_of`.
+- ``host`` (the path before the device one, kept as a reference): frames padded per shape on the
+  host, one forward per shape, ultralytics' per-image NMS, one copy back per frame.
 - ``predict`` (``.onnx`` and other exported formats): ``YOLO.predict`` on the list of frames.
 """
 
@@ -42,6 +44,7 @@ class UltralyticsBackend(PoseBackend):
         max_det: int = 50,
         half: bool = True,
         engine: str = "auto",
+        precision: str = "auto",
         **options: Any,
     ):
         super().__init__(model or "yolo11n-pose.pt", device, **options)
@@ -49,8 +52,10 @@ class UltralyticsBackend(PoseBackend):
         self.conf, self.iou, self.max_det = float(conf), float(iou), int(max_det)
         self.half = half
         self.engine = engine
+        self.precision = precision  # auto (fp16 on CUDA when half, else fp32) | fp16 | bf16 | fp32
         self._yolo: Any = None
         self._net: Any = None
+        self._device_pose: Any = None
 
     def load(self) -> None:
         require("ultralytics", "pip install ultralytics")
@@ -78,7 +83,7 @@ class UltralyticsBackend(PoseBackend):
         engine = self.engine
         if engine == "auto":
             engine = "tensor" if spec.endswith(".pt") else "predict"
-        if engine == "tensor":
+        if engine in ("tensor", "host"):
             import torch
 
             net = self._yolo.model
@@ -86,17 +91,61 @@ class UltralyticsBackend(PoseBackend):
                 raise PluginUnavailable(f"{spec!r} is not a torch model; use engine='predict'")
             net = net.fuse() if hasattr(net, "fuse") else net
             net = net.eval().to(self.device)
-            self._half = self.half and self.device.startswith("cuda")
-            if self._half:
-                net = net.half()
+            dtype = self._dtype(torch)
+            self._dtype_t = dtype
+            net = net.to(dtype)
             for p in net.parameters():
                 p.requires_grad_(False)
             self._net = net
             self._nc = len(getattr(net, "names", {0: "person"}))
             self._kpt_shape = tuple(getattr(net, "kpt_shape", (17, 3)))
+            if engine == "tensor":
+                from tmor.pipeline.pose.device import DevicePose
+
+                self._device_pose = DevicePose(self, self.device, dtype, self.conf, self.iou,
+                                               self.max_det, self._nc, self._kpt_shape)
         elif engine != "predict":
-            raise PluginUnavailable(f"unknown ultralytics engine {engine!r} (tensor|predict)")
+            raise PluginUnavailable(f"unknown ultralytics engine {engine!r} (tensor|host|predict)")
         self.engine = engine
+
+    def _dtype(self, torch: Any) -> Any:
+        cuda = self.device.startswith("cuda")
+        precision = self.precision
+        if precision == "auto":
+            precision = "fp16" if cuda and self.half else "fp32"
+        if precision not in ("fp16", "bf16", "fp32"):
+            raise PluginUnavailable(f"unknown precision {precision!r} (auto|fp16|bf16|fp32)")
+        if precision != "fp32" and not cuda:
+            precision = "fp32"  # CPU convolutions in half precision are slow or missing
+        return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[precision]
+
+    def __call__(self, x: Any) -> Any:
+        """The network (through ``self._net``, which a benchmark may replace)."""
+        return self._net(x)
+
+    def canvas_of(self, width: int, height: int) -> Any:
+        if self.engine != "tensor":
+            return None
+        from tmor.pipeline.pose.device import canvas_of
+
+        return canvas_of(*self.input_size(width, height))
+
+    def infer_scaled(self, frames: Sequence[np.ndarray], scales: Sequence[tuple[float, float]],
+                     streams: Sequence[Hashable] | None = None) -> list[Detections]:
+        if self.engine == "tensor" and frames:
+            return self._device_pose(frames, scales)  # rescaled on the device
+        return super().infer_scaled(frames, scales, streams)
+
+    def prepare(self, frames: Sequence[np.ndarray]) -> Any:
+        if self.engine == "tensor" and frames:
+            return self._device_pose.prepare(frames)  # the pinned canvas, filled on the host
+        return frames
+
+    def infer_prepared(self, prepared: Any, scales: Sequence[tuple[float, float]],
+                       streams: Sequence[Hashable] | None = None) -> list[Detections]:
+        if self.engine == "tensor" and scales:
+            return self._device_pose.run(prepared, scales)
+        return super().infer_prepared(prepared, scales, streams)
 
     def input_size(self, width: int, height: int) -> tuple[int, int] | None:
         r = self.imgsz / max(width, height)
@@ -109,9 +158,11 @@ class UltralyticsBackend(PoseBackend):
             return []
         if self.engine == "predict":
             return self._infer_predict(frames)
-        return self._infer_tensor(frames)
+        if self.engine == "tensor":
+            return self._device_pose(frames)
+        return self._infer_host(frames)
 
-    def _infer_tensor(self, frames: Sequence[np.ndarray]) -> list[Detections]:
+    def _infer_host(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         """One forward per padded frame shape in the batch (no padding a frame to another's)."""
         groups: dict[tuple[int, int], list[int]] = {}
         for i, f in enumerate(frames):
@@ -133,7 +184,7 @@ class UltralyticsBackend(PoseBackend):
         with torch.inference_mode():
             x = torch.from_numpy(batch).to(self.device, non_blocking=True)
             x = x.permute(0, 3, 1, 2).contiguous()
-            x = (x.half() if self._half else x.float()).div_(255.0)
+            x = x.to(self._dtype_t).div_(255.0)
             pred = self._net(x)
             if isinstance(pred, (tuple, list)):
                 pred = pred[0]
@@ -192,6 +243,8 @@ class UltralyticsBackend(PoseBackend):
     def close(self) -> None:
         self._net = None
         self._yolo = None
+        self._device_pose = None
 
     def card(self) -> dict[str, Any]:
-        return {**super().card(), "imgsz": self.imgsz, "conf": self.conf, "engine": self.engine}
+        return {**super().card(), "imgsz": self.imgsz, "conf": self.conf, "engine": self.engine,
+                "precision": self.precision}

@@ -1,7 +1,9 @@
 """Video-language encoders behind one small protocol, chosen by a spec string.
 
 Specs: ``open_clip:ARCH:PRETRAINED`` (PRETRAINED: an open_clip tag such as ``openai`` or a local
-checkpoint path; ARCH: a registered open_clip name or a path to a model-config JSON) and
+checkpoint path; ARCH: a registered open_clip name or a path to a model-config JSON),
+``open_clip:hf-hub:ORG/REPO`` and ``open_clip:local-dir:PATH`` (open_clip's own names that carry
+their weights), and
 ``viclip:PATH`` (a released ViCLIP-B/16 or ViCLIP-L/14 checkpoint). Heavy imports happen inside the
 plugin modules, which this module imports lazily.
 """
@@ -64,8 +66,8 @@ def load_encoder(spec: str, device: str = "auto") -> VideoTextEncoder:
     raises :class:`~tmor.errors.PluginUnavailable` when it cannot start here."""
     kind, _, rest = spec.partition(":")
     if kind not in ENCODERS:
-        raise ValueError(f"unknown encoder {kind!r} in {spec!r}: use open_clip:ARCH:PRETRAINED "
-                         "or viclip:PATH")
+        raise ValueError(f"unknown encoder {kind!r} in {spec!r}: use open_clip:ARCH:PRETRAINED, "
+                         "open_clip:hf-hub:ORG/REPO or viclip:PATH")
     return ENCODERS.get(kind).from_spec(rest, device=resolve_device(device))
 
 

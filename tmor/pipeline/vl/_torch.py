@@ -50,5 +50,5 @@ def state_dict_sha256(state: dict[str, torch.Tensor]) -> str:
         t = state[k].detach().cpu().contiguous()
         h.update(k.encode())
         h.update(str(tuple(t.shape)).encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()

@@ -25,17 +25,33 @@ def clip_source(sample: Sample) -> bytes:
     return data
 
 
-def decode_clip(src: Any, num_frames: int, image_size: int) -> tuple[np.ndarray, list[int]]:
+def decode_clip(src: Any, num_frames: int, image_size: int, stats: Any = None,
+                seek: bool = True) -> tuple[np.ndarray, list[int]]:
     """(num_frames, S, S, 3) uint8 RGB at the ViCLIP indices, and those indices.
 
+    ``seek``: seek to each frame where the clip's keyframes make that cheaper (fetch places them
+    at these indices), else decode from the start (:func:`~tmor.pipeline.video.read_frames_seek`;
+    the same frames either way); False: always decode from the start. ``stats``: a
+    :class:`~tmor.pipeline.video.ReadStats` that receives the frames decoded.
     Too short (fewer frames than ``num_frames``) or undecodable input -> SampleError bad_input.
     """
-    from tmor.pipeline.video import VideoDecodeError, probe, read_frames
+    from tmor.pipeline.video import (
+        ReadStats,
+        VideoDecodeError,
+        probe,
+        read_frames_seek,
+        read_frames_sequential,
+    )
 
+    stats = stats if stats is not None else ReadStats()
     try:
         info = probe(src)
         idx = frame_indices(info.frames, num_frames)
-        frames = read_frames(src, idx, size=(image_size, image_size))
+        size = (image_size, image_size)
+        if seek:
+            frames = read_frames_seek(src, idx, size=size, stats=stats)
+        else:
+            frames = read_frames_sequential(src, idx, size, stats)
     except VideoDecodeError as e:
         raise SampleError(ErrorClass.BAD_INPUT, f"undecodable clip: {e}") from e
     except ValueError as e:  # too short
