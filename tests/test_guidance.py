@@ -60,25 +60,27 @@ def test_dominant_cluster_gets_eps_from_kdist() -> None:
     assert _dbscan(x, 0.3, 5).n_clusters == 1
     cfg = PretrainConfig(eps=0.3, min_samples=5, max_cluster_fraction=0.25,
                          collapse_eps_quantile=0.5)
-    labels, info = guarded_clustering(x, cfg, _dbscan)
-    assert info["action"] == "eps_from_kdist" and info["eps"] < 0.3
-    assert info["clusters"] == 8 and largest_fraction(labels) <= 0.5
-    assert info["eps"] == pytest.approx(kdist_eps(x, 5, 0.5))
-    # the labels are exact DBSCAN at the chosen eps
-    assert np.array_equal(labels, _dbscan(x, info["eps"], 5).labels)
+    labels, guide, info = guarded_clustering(x, cfg, _dbscan)
+    assert info["clusters"] == 1 and (labels == 0).all() and info["largest_fraction"] == 1.0
+    assert info["action"] == "eps_from_kdist" and info["guide_eps"] < 0.3
+    assert info["guide_clusters"] == 8 and largest_fraction(guide) <= 0.25
+    assert info["guide_eps"] == pytest.approx(kdist_eps(x, 5, 0.5))
+    # the guide labels are exact DBSCAN at the chosen eps
+    assert np.array_equal(guide, _dbscan(x, info["guide_eps"], 5).labels)
 
 
 def test_collapsed_embeddings_hold_guidance_back() -> None:
     rng = np.random.default_rng(1)
     x = (np.ones(32) + 0.02 * rng.standard_normal((300, 32))).astype(np.float32)  # one blob
     cfg = PretrainConfig(eps=0.1, min_samples=10, max_cluster_fraction=0.5)
-    labels, info = guarded_clustering(x, cfg, _dbscan)
+    labels, guide, info = guarded_clustering(x, cfg, _dbscan)
     assert info["action"] == "held_back" and info["largest_fraction"] > 0.5
-    assert (labels == -1).all()
+    assert info["clusters"] == 1 and (labels == 0).all()
+    assert (guide == -1).all() and info["guide_clusters"] == 0
     # a clustering within the limit is used as is
     ok = PretrainConfig(eps=0.1, min_samples=10, max_cluster_fraction=1.0)
-    labels, info = guarded_clustering(x, ok, _dbscan)
-    assert info["action"] == "as_is" and info["clusters"] == 1 and (labels == 0).all()
+    labels, guide, info = guarded_clustering(x, ok, _dbscan)
+    assert info["action"] == "as_is" and info["clusters"] == 1 and (guide == 0).all()
 
 
 def test_batch_dominated() -> None:
@@ -127,9 +129,11 @@ def test_untrained_encoder_one_cluster_guidance_held_back_loss_falls(corpus: str
     assert len(m) == 16 and len(cl) == 2
     assert np.isfinite(m["loss"]).all()
     # no clustering whose largest cluster is over the limit was used as is
-    dominated = cl["largest_fraction"] > cfg.max_cluster_fraction
-    assert (cl.loc[dominated, "action"] == "held_back").all()
-    assert (cl["action"] != "as_is").any()
+    limit = cfg.max_cluster_fraction
+    assert cl["largest_fraction"].iloc[0] > limit and cl["action"].iloc[0] != "as_is"
+    assert ((cl["action"] == "as_is") == (cl["largest_fraction"] <= limit)).all()
+    used = cl["action"] == "eps_from_kdist"
+    assert (cl.loc[used, "guide_largest_fraction"] <= limit).all()
     # after a held-back clustering the next epoch trains without guidance
     for _, row in cl.iterrows():
         nxt = m[m["epoch"] == row["epoch"] + 1]

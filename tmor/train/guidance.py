@@ -104,13 +104,17 @@ def kdist_eps(emb: np.ndarray, k: int, quantile: float, sample: int = 4096,
 
 
 def guarded_clustering(emb: np.ndarray, cfg: PretrainConfig, cluster: Any = None
-                       ) -> tuple[np.ndarray, dict[str, Any]]:
-    """DBSCAN labels safe to guide with, and what was done (for clusters.csv and the log).
+                       ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """DBSCAN at the run's eps, the labels safe to guide with, and what was done.
 
     ``cluster(emb, eps, min_samples)`` -> DBSCANResult (default: exact DBSCAN with the run's
-    backend). ``action``: ``as_is``; ``eps_from_kdist`` (the first clustering was dominated by
-    one cluster, a smaller eps from the k-distances was used); ``held_back`` (dominated either
-    way: the labels are all -1, so the next epoch is plain instance discrimination).
+    backend). Returns (labels at ``cfg.eps``, guide labels, info). info: ``clusters``,
+    ``noise_fraction``, ``core``, ``largest_fraction`` of the clustering at the run's eps;
+    ``action``: ``as_is`` (guide = those labels), ``eps_from_kdist`` (their largest cluster held
+    more than ``max_cluster_fraction``; guide = DBSCAN at a smaller eps from the k-distances)
+    or ``held_back`` (dominated either way: guide labels all -1, so the next epoch is plain
+    instance discrimination); ``guide_eps``, ``guide_clusters``, ``guide_largest_fraction``:
+    the last clustering considered for guidance.
     """
     if cluster is None:
         from tmor.model.cluster import dbscan_cosine
@@ -121,11 +125,12 @@ def guarded_clustering(emb: np.ndarray, cfg: PretrainConfig, cluster: Any = None
     limit = cfg.max_cluster_fraction
     res = cluster(emb, cfg.eps, cfg.min_samples)
     frac = largest_fraction(res.labels)
-    info: dict[str, Any] = {"eps": cfg.eps, "clusters": res.n_clusters,
-                            "noise_fraction": res.noise_fraction, "core": res.n_core,
-                            "largest_fraction": frac, "action": "as_is"}
+    info: dict[str, Any] = {"clusters": res.n_clusters, "noise_fraction": res.noise_fraction,
+                            "core": res.n_core, "largest_fraction": frac, "action": "as_is",
+                            "guide_eps": cfg.eps, "guide_clusters": res.n_clusters,
+                            "guide_largest_fraction": frac}
     if frac <= limit:
-        return res.labels, info
+        return res.labels, res.labels, info
     eps2 = kdist_eps(emb, cfg.min_samples, cfg.collapse_eps_quantile, cfg.kdist_sample,
                      cfg.seed)
     what = (f"largest cluster holds {frac:.3f} of {len(res.labels)} samples at eps "
@@ -133,18 +138,18 @@ def guarded_clustering(emb: np.ndarray, cfg: PretrainConfig, cluster: Any = None
     if 0.0 < eps2 < cfg.eps:
         res2 = cluster(emb, eps2, cfg.min_samples)
         frac2 = largest_fraction(res2.labels)
-        info.update(eps=eps2, clusters=res2.n_clusters, noise_fraction=res2.noise_fraction,
-                    core=res2.n_core, largest_fraction=frac2)
+        info.update(guide_eps=eps2, guide_clusters=res2.n_clusters,
+                    guide_largest_fraction=frac2)
         if frac2 <= limit:
             info["action"] = "eps_from_kdist"
             log.warning("cluster guidance: %s; eps %.4g from the k-distances gives %d clusters, "
                         "largest %.3f: used", what, eps2, res2.n_clusters, frac2)
-            return res2.labels, info
+            return res.labels, res2.labels, info
         what += f", {frac2:.3f} at eps {eps2:.4g} from the k-distances"
-    info["action"] = "held_back"
+    info.update(action="held_back", guide_clusters=0)
     log.warning("cluster guidance held back this epoch (plain instance discrimination): %s",
                 what)
-    return np.full(len(res.labels), -1, dtype=np.int64), info
+    return res.labels, np.full(len(res.labels), -1, dtype=np.int64), info
 
 
 def batch_dominated(cand_clusters: torch.Tensor, limit: float) -> bool:

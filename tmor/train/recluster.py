@@ -2,7 +2,7 @@
 embeddings are gathered to rank 0 only, rank 0 clusters them (exact DBSCAN, guarded against one
 dominant cluster: :mod:`tmor.train.guidance`) while the other ranks wait on the CPU group, and the
 labels go back to every rank; rank 0 writes them (``labels_epochNNN.parquet``,
-``labels.parquet``)."""
+``labels.parquet``: ``cluster`` = DBSCAN at the run's eps, ``guide`` = what guidance uses)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ from tmor.train.guidance import guarded_clustering
 log = logging.getLogger(__name__)
 
 # clusters.csv columns beside tmor.train.runlog.CLUSTER_FIELDS: what the guard did
-GUIDE_FIELDS = ["eps", "largest_fraction", "action"]
+GUIDE_FIELDS = ["largest_fraction", "action", "guide_eps", "guide_clusters",
+                "guide_largest_fraction"]
 
 
 def recluster(trainer: Any, cfg: PretrainConfig, ctx: DistContext) -> dict[str, Any]:
@@ -47,20 +48,22 @@ def recluster(trainer: Any, cfg: PretrainConfig, ctx: DistContext) -> dict[str, 
         _, first = np.unique(index, return_index=True)  # a sample read twice counts once
         index, emb, keys = index[first], emb[first], [keys[i] for i in first]
         t1 = time.perf_counter()
-        labels, info = guarded_clustering(emb, cfg)
+        labels, guide, info = guarded_clustering(emb, cfg)
         table = np.full(int(index.max()) + 1 if len(index) else 0, -1, np.int64)
-        table[index] = labels
-        frame = pd.DataFrame({"key": keys, "index": index, "cluster": labels})
+        table[index] = guide
+        frame = pd.DataFrame({"key": keys, "index": index, "cluster": labels, "guide": guide})
         for name in (f"labels_epoch{trainer.epoch:03d}.parquet", "labels.parquet"):
             buf = io.BytesIO()
             frame.to_parquet(buf, index=False)
             fsio.write_bytes(fsio.join(cfg.out_dir, name), buf.getvalue())
         stats = {"epoch": trainer.epoch, "step": trainer.step, "samples": len(index), **info,
                  "seconds": time.perf_counter() - t0}
-        log.info("epoch %d: %d samples, %d clusters (largest %.3f, eps %.4g, %s), noise %.3f, "
-                 "clustering %.1fs of %.1fs", trainer.epoch, len(index), info["clusters"],
-                 info["largest_fraction"], info["eps"], info["action"],
-                 info["noise_fraction"], time.perf_counter() - t1, stats["seconds"])
+        log.info("epoch %d: %d samples, %d clusters at eps %g (largest %.3f), noise %.3f; "
+                 "guidance %s: %d clusters at eps %.4g; clustering %.1fs of %.1fs",
+                 trainer.epoch, len(index), info["clusters"], cfg.eps,
+                 info["largest_fraction"], info["noise_fraction"], info["action"],
+                 info["guide_clusters"], info["guide_eps"], time.perf_counter() - t1,
+                 stats["seconds"])
     table = from_main(table, ctx)
     trainer.table = torch.from_numpy(table).to(ctx.device)
     return stats
