@@ -12,13 +12,15 @@ fresh process so that its peak resident memory (data included) is its own.
     python bench/cluster.py --n 5000000 --no-sklearn --backends torch   # on a GPU
 
 ``--json PATH`` writes, per size and backend, ``seconds``, ``peak_rss_gb``, ``clusters`` (and
-noise, pairs, sklearn's figures and the agreement where scikit-learn ran).
+``cpu_seconds``, the 1-minute load average at the end, noise, pairs, scikit-learn's figures and
+the agreement where scikit-learn ran): on a shared CPU the CPU seconds say more than the wall.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -57,8 +59,9 @@ def one(n: int, backend: str, args: argparse.Namespace) -> dict:
     x = l2_normalize(blobs(n, args.dim, max(1, n // args.per_cluster)))
     times, labels = [], None
     out: dict = {}
+    cpu = []
     for _ in range(args.repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         if backend == "sklearn":
             from sklearn.cluster import DBSCAN
 
@@ -70,10 +73,12 @@ def one(n: int, backend: str, args: argparse.Namespace) -> dict:
             labels = res.labels
             out.update(pairs=res.n_edges, block=res.block)
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     assert labels is not None
     if args.labels_out:
         np.save(args.labels_out, labels)
     out.update(n=n, backend=backend, seconds=statistics.median(times),
+               cpu_seconds=statistics.median(cpu), load_avg_1min=os.getloadavg()[0],
                peak_rss_gb=peak_rss_gb(), clusters=int(labels.max()) + 1,
                noise=float((labels < 0).mean()))
     return out
@@ -122,6 +127,7 @@ def main() -> None:
                 rows[backend] = run_child(n, backend, args, f"{tmp}/{backend}_{n}.npy")
                 r = rows[backend]
                 print(f"n={n} d={args.dim} {backend}: {r['seconds']:.2f} s "
+                      f"(CPU {r['cpu_seconds']:.1f} s, load {r['load_avg_1min']:.1f}) "
                       f"({n / r['seconds']:,.0f} points/s), peak RSS {r['peak_rss_gb']:.2f} GB, "
                       f"{r['clusters']} clusters, noise {r['noise']:.3f}", flush=True)
             if "sklearn" in rows:
