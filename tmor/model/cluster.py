@@ -97,9 +97,12 @@ def free_memory(device: str) -> int:
     if dev.type == "cuda":
         free, _ = torch.cuda.mem_get_info(dev)
         return int(free) + int(torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev))
-    import psutil
-
-    return int(psutil.virtual_memory().available)
+    try:
+        with open("/proc/meminfo") as f:
+            info = {k: v for k, _, v in (line.partition(":") for line in f)}
+        return int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return 8 * 2**30  # not Linux: assume 8 GiB (CPU tiles are capped at 2048 rows anyway)
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
