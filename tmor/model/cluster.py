@@ -106,8 +106,12 @@ def free_memory(device: str) -> int:
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Unit rows, float32, C order (``x`` itself when its rows are unit already: no copy)."""
     x = np.ascontiguousarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    if len(x) and float(np.abs(norms - 1.0).max()) <= 1e-6:  # unit to float32 rounding
+        return x
+    return x / np.maximum(norms, 1e-12)
 
 
 # -- blocks ----------------------------------------------------------------------------------------
@@ -172,18 +176,23 @@ def pruned_blocks(x: np.ndarray, eps: float, parts: int | None = None,
     xl = x[order[n_in:]]
     blocks: list[Block] = []
     pairs = 0
-    for p in range(k):
-        if starts[p + 1] == starts[p]:
-            continue
-        near = np.arccos(np.clip(cent64 @ cent64[p], -1, 1)) <= radius[p] + radius + t_eps
-        qs = np.flatnonzero(near[p + 1:]) + p + 1
-        qs = qs[starts[qs + 1] > starts[qs]]
-        left = n_in + np.flatnonzero(np.arccos(np.clip(xl @ cent[p], -1, 1))
-                                     <= radius[p] + t_eps)
-        cols = np.concatenate([np.arange(starts[p], starts[p + 1])]
-                              + [np.arange(starts[q], starts[q + 1]) for q in qs] + [left])
-        blocks.append(Block(int(starts[p]), int(starts[p + 1]), cols, True))
-        pairs += (starts[p + 1] - starts[p]) * len(cols)
+    chunk = 256  # partitions whose centroid angles are computed together (one matmul)
+    for p0 in range(0, k, chunk):
+        p1 = min(k, p0 + chunk)
+        cc = np.arccos(np.clip(cent64[p0:p1] @ cent64.T, -1, 1))          # (chunk, k)
+        lc = np.arccos(np.clip(xl @ cent[p0:p1].T, -1, 1)).T if len(xl) else \
+            np.zeros((p1 - p0, 0))                                        # (chunk, leftovers)
+        for p in range(p0, p1):
+            if starts[p + 1] == starts[p]:
+                continue
+            near = cc[p - p0] <= radius[p] + radius + t_eps
+            qs = np.flatnonzero(near[p + 1:]) + p + 1
+            qs = qs[starts[qs + 1] > starts[qs]]
+            left = n_in + np.flatnonzero(lc[p - p0] <= radius[p] + t_eps)
+            cols = np.concatenate([np.arange(starts[p], starts[p + 1])]
+                                  + [np.arange(starts[q], starts[q + 1]) for q in qs] + [left])
+            blocks.append(Block(int(starts[p]), int(starts[p + 1]), cols, True))
+            pairs += (starts[p + 1] - starts[p]) * len(cols)
     left_blocks = brute_blocks(n, leftover_side, n_in)
     blocks += left_blocks
     pairs += sum((b.r1 - b.r0) * (b.cols[1] - b.cols[0]) for b in left_blocks)
@@ -434,12 +443,17 @@ def dbscan_cosine(x: np.ndarray, eps: float = 0.1, min_samples: int = 10,
         blocks = brute_blocks(n, max(1, side))
     eng = _Engine(xn, eps, device, half)
     del xn
+    t1 = time.perf_counter()
     deg = eng.degrees(blocks)
     core = deg >= min_samples
+    t2 = time.perf_counter()
     uf = eng.union_cores(blocks, core)
     lab = eng.labels(core, uf, order)
     del uf
+    t3 = time.perf_counter()
     eng.borders(blocks, core, deg, lab)
+    log.debug("dbscan: blocks %.1fs, counts %.1fs, unions %.1fs, borders %.1fs", t1 - t0,
+              t2 - t1, t3 - t2, time.perf_counter() - t3)
     labels = lab.cpu().numpy()
     if order is not None:
         out = np.empty_like(labels)
