@@ -1,20 +1,41 @@
-"""Exact DBSCAN with cosine distance at corpus scale, through the radius graph.
+"""Exact DBSCAN with cosine distance at corpus scale, in O(n) memory.
 
-Every pair within ``eps`` (cosine distance 1 - <x_i, x_j> on L2-normalized rows) is found:
-faiss range search on the CPU, blocked matmul on the GPU. Core points have degree (self
-included) >= ``min_samples``; clusters are the connected components of the core points; a border
-point joins the cluster of its neighbouring core point with the smallest cluster id, clusters
-being numbered by their smallest core point, which is what scikit-learn's DBSCAN does. Noise is -1.
+The radius graph (every pair with cosine distance 1 - <x_i, x_j> <= ``eps`` on L2-normalized
+rows) is never stored. Its pairs are visited in blocks (a row range x a column set; every
+unordered pair of points lies in exactly one block, or is proven farther than eps) three times:
+
+1. count each point's neighbours, itself included: core points have ``min_samples`` or more;
+2. union the core-core pairs as they are found (union-find, each root hooked to the smaller id);
+   a block whose core points already share one root is skipped;
+3. give each border point (not core, with a neighbour besides itself) the smallest cluster id
+   among its core neighbours (only blocks that hold a border point and a core point).
+
+Clusters are numbered by their smallest core point and border points join the smallest cluster
+among their core neighbours, which is what scikit-learn's DBSCAN does: the labels are its labels.
+Memory: the points, a few integers per point and one block. Noise is -1.
+
+Blocks: ``pruned`` (CPU) visits only the pairs that the triangle inequality on angles around
+k-means centroids cannot rule out; ``brute`` visits upper-triangle tiles of every pair with a
+blocked matmul on a torch device (GPU), the tile side chosen from the device's free memory
+(:func:`tile_plan`).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
 log = logging.getLogger(__name__)
+
+# bytes per entry of a (rows x cols) block at its peak: similarities (4), the within-eps mask (1),
+# an int32 root per entry for the masked min / max (4), and slack for the allocator (1)
+BLOCK_BYTES_PER_ENTRY = 10
+# bytes per point kept on the device besides the embedding: degree (int32), parent (int64),
+# cluster label (int64), border best label (int64)
+POINT_BYTES = 28
 
 
 @dataclass
@@ -25,95 +46,123 @@ class DBSCANResult:
     n_core: int
     n_edges: int                # directed pairs within eps, self pairs included
     seconds: float
+    block: int = 0              # tile side (brute) or leftover tile side (pruned)
 
     def summary(self) -> dict[str, float]:
         return {"clusters": self.n_clusters, "noise_fraction": self.noise_fraction,
                 "core": self.n_core, "edges": self.n_edges, "seconds": self.seconds}
 
 
-def l2_normalize(x: np.ndarray) -> np.ndarray:
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+@dataclass
+class TilePlan:
+    """How a brute-force run is laid out on a device of ``free_bytes`` free memory."""
+
+    side: int                   # rows (and columns) per tile
+    resident_bytes: int         # the embedding and the per-point arrays on the device
+    tile_bytes: int             # one tile at its peak
+    free_bytes: int
+
+    @property
+    def peak_bytes(self) -> int:
+        return self.resident_bytes + self.tile_bytes
 
 
-def radius_graph_faiss(x: np.ndarray, eps: float, block: int = 8192
-                       ) -> tuple[np.ndarray, np.ndarray]:
-    """CSR (indptr int64, indices int32) of all pairs with cosine distance <= eps (CPU)."""
-    import faiss
+def tile_plan(n: int, d: int, free_bytes: int, elem_bytes: int = 4, fraction: float = 0.8,
+              multiple: int = 256) -> TilePlan:
+    """The largest square tile that fits beside the data in ``fraction`` of the free memory.
 
-    n, d = x.shape
-    index = faiss.IndexFlatIP(d)
-    index.add(x)
-    thr = np.float32(1.0 - eps)
-    # faiss keeps similarities strictly above the radius: step one ulp below the threshold
-    radius = float(np.nextafter(thr, np.float32(-np.inf)))
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    parts: list[np.ndarray] = []
-    for s in range(0, n, block):
-        lims, sims, ids = index.range_search(x[s:s + block], radius)
-        keep = sims >= thr
-        ids = ids[keep].astype(np.int32)
-        cum = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])
-        lims = lims.astype(np.int64)
-        counts = cum[lims[1:]] - cum[lims[:-1]]
-        indptr[s + 1:s + 1 + len(counts)] = counts
-        parts.append(ids)
-    np.cumsum(indptr, out=indptr)
-    indices = np.concatenate(parts) if parts else np.zeros(0, np.int32)
-    return indptr, indices
+    Resident: the (n, d) embedding (``elem_bytes`` each) and :data:`POINT_BYTES` per point; a
+    tile of side s costs s * s * :data:`BLOCK_BYTES_PER_ENTRY` at its peak (plus 2 s d for the
+    gathered rows, counted too). Raises MemoryError when not even a ``multiple``-side tile fits.
+    """
+    resident = n * d * elem_bytes + n * POINT_BYTES
+    budget = fraction * free_bytes - resident
+    if budget <= 0:
+        raise MemoryError(f"{n} x {d} embeddings do not fit in {free_bytes / 2**30:.1f} GiB")
+    # s^2 * B + 2 s d e <= budget
+    b, c = BLOCK_BYTES_PER_ENTRY, 2 * d * elem_bytes
+    side = int((-c + np.sqrt(c * c + 4 * b * budget)) / (2 * b))
+    side = min(n, side // multiple * multiple) if side >= multiple else 0
+    if side <= 0:
+        raise MemoryError(f"no {multiple}-row tile fits beside {n} x {d} embeddings in "
+                          f"{free_bytes / 2**30:.1f} GiB")
+    return TilePlan(side, resident, side * side * b + side * c, int(free_bytes))
 
 
-def radius_graph_torch(x: np.ndarray, eps: float, device: str = "cuda", block: int = 8192,
-                       half: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """CSR of all pairs within eps by blocked matmul on a torch device (GPU)."""
+def free_memory(device: str) -> int:
+    """Free bytes of ``device``: the CUDA allocator's view, or available system memory."""
     import torch
 
-    xt = torch.from_numpy(x).to(device)
-    if half:
-        xt = xt.half()
-    n = xt.shape[0]
-    thr = 1.0 - eps
-    counts, parts = [], []
-    for s in range(0, n, block):
-        sims = xt[s:s + block] @ xt.T
-        rows, cols = torch.nonzero(sims >= thr, as_tuple=True)
-        counts.append(torch.bincount(rows, minlength=sims.shape[0]).cpu())
-        parts.append(cols.to(torch.int32).cpu())  # rows come out sorted, row-major
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(torch.cat(counts).numpy(), out=indptr[1:])
-    return indptr, torch.cat(parts).numpy()
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(dev)
+        return int(free) + int(torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev))
+    try:
+        with open("/proc/meminfo") as f:
+            info = {k: v for k, _, v in (line.partition(":") for line in f)}
+        return int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return 8 * 2**30  # not Linux: assume 8 GiB (CPU tiles are capped at 2048 rows anyway)
 
 
-def radius_graph_pruned(x: np.ndarray, eps: float, parts: int | None = None,
-                        outlier_quantile: float = 0.98, spread: float = 1.5, block: int = 2048,
-                        seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Exact radius graph with pruning by the triangle inequality on angles (CPU).
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Unit rows, float32, C order (``x`` itself when its rows are unit already: no copy)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    if len(x) and float(np.abs(norms - 1.0).max()) <= 1e-6:  # unit to float32 rounding
+        return x
+    return x / np.maximum(norms, 1e-12)
+
+
+# -- blocks ----------------------------------------------------------------------------------------
+@dataclass
+class Block:
+    """Rows ``r0:r1`` against columns ``cols`` (an index array, or a (c0, c1) range); with
+    ``self_first`` the first ``r1 - r0`` columns are the rows themselves (a diagonal block)."""
+
+    r0: int
+    r1: int
+    cols: np.ndarray | tuple[int, int]
+    self_first: bool
+
+
+def brute_blocks(n: int, side: int, start: int = 0) -> list[Block]:
+    """Upper-triangle tiles over points ``start:n``: every unordered pair exactly once."""
+    out = []
+    for r0 in range(start, n, side):
+        r1 = min(n, r0 + side)
+        for c0 in range(r0, n, side):
+            out.append(Block(r0, r1, (c0, min(n, c0 + side)), c0 == r0))
+    return out
+
+
+def pruned_blocks(x: np.ndarray, eps: float, parts: int | None = None,
+                  outlier_quantile: float = 0.98, spread: float = 1.5,
+                  leftover_side: int = 2048, seed: int = 0
+                  ) -> tuple[np.ndarray, list[Block]]:
+    """A reordering of the points and the blocks that can hold pairs within eps (CPU).
 
     Points are partitioned by two-level spherical k-means (about ``parts`` centroids, default
-    n / 100); points
-    farther from their centroid than ``spread`` x the partition's median angle (or beyond the
-    ``outlier_quantile`` of all angles, or beyond the eps angle) are "leftovers", so that the
-    partition radii R_p stay small.
-    A pair (x, y) can be within eps (angle t_eps = arccos(1 - eps)) only if
-    angle(c_p, c_q) <= R_p + R_q + t_eps (inliers x in p, y in q), or angle(y, c_p) <= R_p + t_eps
-    (leftover y, inlier x in p); leftovers are compared with every leftover. Only those candidate
-    pairs are computed (BLAS), so the result is the exact graph, fast when the data is clustered.
-    Returns (order, indptr, indices): the CSR is over the points ``x[order]``.
+    n / 100); points farther from their centroid than ``spread`` x the partition's median angle
+    (or beyond the ``outlier_quantile`` of all angles, or beyond the eps angle) are "leftovers",
+    so that the partition radii R_p stay small. A pair (x, y) can be within eps (angle t_eps =
+    arccos(1 - eps)) only if angle(c_p, c_q) <= R_p + R_q + t_eps (inliers x in p, y in q), or
+    angle(y, c_p) <= R_p + t_eps (leftover y, inlier x in p); leftovers meet every leftover.
+    Returns (order, blocks): the blocks index ``x[order]``; partition p meets partitions q >= p
+    only, so each candidate pair is in one block.
     """
-    n, d = x.shape
+    n = len(x)
     k = max(1, min(parts or n // 100, n))
     cent, assign = _two_level_kmeans(x, k, seed)
     k = len(cent)
     cos = np.einsum("ij,ij->i", x, cent[assign], dtype=np.float64)
     theta = np.arccos(np.clip(cos, -1.0, 1.0))
-    # leftovers: far from their centroid relative to the partition's median angle (noise that
-    # would otherwise inflate the radius), beyond the global quantile, or beyond the eps angle
     srt = np.lexsort((theta, assign))
     bounds = np.searchsorted(assign[srt], np.arange(k + 1))
     mid = np.minimum((bounds[:-1] + bounds[1:]) // 2, n - 1)
     med = np.where(bounds[1:] > bounds[:-1], theta[srt[mid]], 0.0)
     slack = 2e-3  # radians: float32 rounding of the similarities behind the angles
-    t_eps = float(np.arccos(1.0 - eps)) + slack
+    t_eps = float(np.arccos(np.clip(1.0 - eps, -1.0, 1.0))) + slack
     inl = ((theta <= spread * med[assign]) & (theta <= np.quantile(theta, outlier_quantile))
            & (theta <= t_eps))
     radius = np.zeros(k)
@@ -122,61 +171,40 @@ def radius_graph_pruned(x: np.ndarray, eps: float, parts: int | None = None,
     inl_ids = inl_ids[np.argsort(assign[inl_ids], kind="stable")]
     order = np.concatenate([inl_ids, np.flatnonzero(~inl)])
     n_in = len(inl_ids)
-    xs = np.ascontiguousarray(x[order])
     starts = np.concatenate([[0], np.cumsum(np.bincount(assign[inl], minlength=k))])
     cent64 = cent.astype(np.float64)
-    xl = xs[n_in:]
-
-    def cc_row(p: int) -> np.ndarray:  # angles between centroid p and all centroids
-        return np.arccos(np.clip(cent64 @ cent64[p], -1, 1))
-
-    def left_ang(p: int) -> np.ndarray:  # angles between the leftovers and centroid p
-        return np.arccos(np.clip(xl @ cent[p], -1, 1))
-
-    thr = np.float32(1.0 - eps)
-    counts = np.zeros(n, dtype=np.int64)
-    parts_out: list[np.ndarray] = []
-
-    def ranges(qs: np.ndarray) -> np.ndarray:
-        if len(qs) == 0:
-            return np.zeros(0, np.int64)
-        return np.concatenate([np.arange(starts[q], starts[q + 1]) for q in qs])
-
-    computed = [0]
-
-    def run(rows0: int, rows1: int, cols: np.ndarray) -> None:
-        computed[0] += (rows1 - rows0) * len(cols)
-        xc = xs[cols]
-        for r0 in range(rows0, rows1, block):
-            r1 = min(r0 + block, rows1)
-            sims = xs[r0:r1] @ xc.T
-            rr, cidx_ = np.nonzero(sims >= thr)
-            counts[r0:r1] = np.bincount(rr, minlength=r1 - r0)
-            parts_out.append(cols[cidx_].astype(np.int32))
-
-    for p in range(k):
-        if starts[p + 1] == starts[p]:
-            continue
-        qs = np.flatnonzero(cc_row(p) <= radius[p] + radius + t_eps)
-        cols = np.concatenate([ranges(qs),
-                               n_in + np.flatnonzero(left_ang(p) <= radius[p] + t_eps)])
-        run(int(starts[p]), int(starts[p + 1]), cols)
-    for b0 in range(n_in, n, block):
-        b1 = min(b0 + block, n)
-        ang = np.arccos(np.clip(xs[b0:b1] @ cent.T, -1, 1))
-        qs = np.flatnonzero((ang <= radius + t_eps).any(0))
-        run(b0, b1, np.concatenate([ranges(qs), np.arange(n_in, n)]))
-    indptr = np.concatenate([[0], np.cumsum(counts)])
-    indices = np.concatenate(parts_out) if parts_out else np.zeros(0, np.int32)
-    log.info("pruned radius graph: %d partitions, %d leftovers, %.4f of all pairs computed",
-             k, n - n_in, computed[0] / float(n) ** 2)
-    return order, indptr, indices
+    xl = x[order[n_in:]]
+    blocks: list[Block] = []
+    pairs = 0
+    chunk = 256  # partitions whose centroid angles are computed together (one matmul)
+    for p0 in range(0, k, chunk):
+        p1 = min(k, p0 + chunk)
+        cc = np.arccos(np.clip(cent64[p0:p1] @ cent64.T, -1, 1))          # (chunk, k)
+        lc = np.arccos(np.clip(xl @ cent[p0:p1].T, -1, 1)).T if len(xl) else \
+            np.zeros((p1 - p0, 0))                                        # (chunk, leftovers)
+        for p in range(p0, p1):
+            if starts[p + 1] == starts[p]:
+                continue
+            near = cc[p - p0] <= radius[p] + radius + t_eps
+            qs = np.flatnonzero(near[p + 1:]) + p + 1
+            qs = qs[starts[qs + 1] > starts[qs]]
+            left = n_in + np.flatnonzero(lc[p - p0] <= radius[p] + t_eps)
+            cols = np.concatenate([np.arange(starts[p], starts[p + 1])]
+                                  + [np.arange(starts[q], starts[q + 1]) for q in qs] + [left])
+            blocks.append(Block(int(starts[p]), int(starts[p + 1]), cols, True))
+            pairs += (starts[p + 1] - starts[p]) * len(cols)
+    left_blocks = brute_blocks(n, leftover_side, n_in)
+    blocks += left_blocks
+    pairs += sum((b.r1 - b.r0) * (b.cols[1] - b.cols[0]) for b in left_blocks)
+    log.info("pruned blocks: %d partitions, %d leftovers, %.4f of all pairs computed",
+             k, n - n_in, pairs / (float(n) ** 2 / 2))
+    return order, blocks
 
 
 def _two_level_kmeans(x: np.ndarray, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """About ``k`` unit centroids and each point's centroid: spherical k-means with sqrt(k)
     coarse cells, then within each cell (cost n * 2 sqrt(k) * d instead of n * k * d). Any
-    partition keeps the pruned graph exact; a good one only makes it faster."""
+    partition keeps the result exact; a good one only makes it faster."""
     import faiss
 
     n, d = x.shape
@@ -210,93 +238,223 @@ def _two_level_kmeans(x: np.ndarray, k: int, seed: int = 0) -> tuple[np.ndarray,
     return np.concatenate(cents), assign
 
 
-def labels_from_graph(indptr: np.ndarray, indices: np.ndarray, min_samples: int,
-                      ids: np.ndarray | None = None) -> np.ndarray:
-    """DBSCAN labels from the radius graph (CSR, self pairs included).
+# -- the three passes ------------------------------------------------------------------------------
+class _UnionFind:
+    """Parent pointers on a torch device; every hook points a root at a smaller id, so the
+    forest has no cycles and a component's root is its smallest member."""
 
-    ``ids``: the original index of each node when the graph is over a permutation of the points
-    (clusters are numbered by their smallest original core index, as scikit-learn does)."""
-    import scipy.sparse as sp
-    from scipy.sparse.csgraph import connected_components
+    def __init__(self, n: int, device) -> None:
+        import torch
 
-    n = len(indptr) - 1
-    degree = np.diff(indptr)
-    core = degree >= min_samples
-    labels = np.full(n, -1, dtype=np.int64)
-    if not core.any():
-        return labels
-    core_ids = np.flatnonzero(core)
-    # the core-core subgraph, without copying the whole graph (memory: ~1 byte per edge extra)
-    keep = core[indices]
-    keep &= np.repeat(core, degree)
-    kept = np.zeros(n, dtype=np.int64)
-    rows_nz = degree > 0
-    kept[rows_nz] = np.add.reduceat(keep, indptr[:-1][rows_nz], dtype=np.int64)
-    sub_indptr = np.concatenate([[0], np.cumsum(kept)])
-    small = sub_indptr[-1] < 2**31 and n < 2**31
-    itype = np.int32 if small else np.int64
-    sub = sp.csr_matrix((np.ones(int(sub_indptr[-1]), np.int8),
-                         indices[keep].astype(itype, copy=False), sub_indptr.astype(itype)),
-                        shape=(n, n))
-    del keep
-    _, comp_all = connected_components(sub, directed=False)
-    del sub
-    _, comp = np.unique(comp_all[core_ids], return_inverse=True)
-    # number clusters by their smallest core point (scikit-learn's order of discovery)
-    first = np.full(comp.max() + 1, np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(first, comp, core_ids if ids is None else np.asarray(ids)[core_ids])
-    rank = np.empty_like(first)
-    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
-    labels[core_ids] = rank[comp]
-    # border points: the smallest cluster id among their core neighbours
-    border = np.flatnonzero(~core & (degree > 0))
-    if len(border):
-        cnt = degree[border]
-        rows = np.repeat(np.arange(len(border)), cnt)
-        offs = np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-        nb = indices[np.repeat(indptr[border], cnt) + offs].astype(np.int64)
-        is_core = core[nb]
-        rows, nb = rows[is_core], nb[is_core]
-        best = np.full(len(border), np.iinfo(np.int64).max)
-        np.minimum.at(best, rows, labels[nb])
-        has = best != np.iinfo(np.int64).max
-        labels[border[has]] = best[has]
-    return labels
+        self.parent = torch.arange(n, device=device, dtype=torch.int64)
+
+    def find(self, ids):
+        r = self.parent[ids]
+        while True:
+            g = self.parent[r]
+            if bool((g == r).all()):
+                break
+            r = g
+        self.parent[ids] = r  # path compression for the ids asked about
+        return r
+
+    def hook(self, a, b) -> None:
+        """Point the larger of each root pair at the smaller (several at one root: the
+        smallest wins; the others are found again by the caller's loop)."""
+        import torch
+
+        lo, hi = torch.minimum(a, b), torch.maximum(a, b)
+        keep = lo != hi
+        if bool(keep.any()):
+            self.parent.scatter_reduce_(0, hi[keep], lo[keep], reduce="amin")
+
+
+class _Engine:
+    """The points on a device and the block kernels of the three passes."""
+
+    def __init__(self, xs: np.ndarray, eps: float, device: str, half: bool) -> None:
+        import torch
+
+        self.torch = torch
+        self.dev = torch.device(device)
+        xt = torch.from_numpy(xs).to(self.dev)
+        self.x = xt.half() if half else xt
+        self.n = len(xs)
+        self.thr = 1.0 - eps
+        self.small = self.n < 2**31 - 1
+        self.big = self.n + 1
+
+    def cols(self, b: Block):
+        t = self.torch
+        if isinstance(b.cols, tuple):
+            return t.arange(b.cols[0], b.cols[1], device=self.dev)
+        return t.from_numpy(b.cols).to(self.dev)
+
+    def mask(self, b: Block, cols):
+        """(rows, cols) bool: the pairs of the block within eps."""
+        xc = self.x[b.cols[0]:b.cols[1]] if isinstance(b.cols, tuple) else self.x[cols]
+        return (self.x[b.r0:b.r1] @ xc.T) >= self.thr
+
+    def _ids(self, v):
+        return v.to(self.torch.int32) if self.small else v
+
+    def degrees(self, blocks: list[Block]):
+        t = self.torch
+        deg = t.zeros(self.n, dtype=t.int64, device=self.dev)
+        for b in blocks:
+            cols = self.cols(b)
+            m = self.mask(b, cols)
+            deg[b.r0:b.r1] += m.sum(1)
+            k = b.r1 - b.r0 if b.self_first else 0
+            if m.shape[1] > k:
+                deg.index_add_(0, cols[k:], m[:, k:].sum(0))
+            del m
+        return deg
+
+    def union_cores(self, blocks: list[Block], core) -> _UnionFind:
+        t = self.torch
+        uf = _UnionFind(self.n, self.dev)
+        for b in blocks:
+            cr = core[b.r0:b.r1]
+            if not bool(cr.any()):
+                continue
+            cols = self.cols(b)
+            cc = core[cols]
+            if not bool(cc.any()):
+                continue
+            rid = t.arange(b.r0, b.r1, device=self.dev)[cr]
+            cid = cols[cc]
+            roots = uf.find(t.cat([rid, cid]))
+            if bool((roots == roots[0]).all()):
+                continue  # every core point of the block is already in one cluster
+            m = self.mask(b, cols)[cr][:, cc]
+            self._union_block(uf, m, rid, cid)
+            del m
+        return uf
+
+    def _union_block(self, uf: _UnionFind, m, rid, cid) -> None:
+        """Union every pair (rid[i], cid[j]) with m[i, j], without listing the pairs: hook each
+        row to the smallest root among its neighbours and each column likewise, until every
+        row's neighbours all share its root."""
+        t = self.torch
+        while True:
+            rr, rc = self._ids(uf.find(rid)), self._ids(uf.find(cid))
+            mn = t.where(m, rc[None, :], self.big).amin(1)
+            mx = t.where(m, rc[None, :], -1).amax(1)
+            has = mx >= 0
+            if bool((((mn == rr) & (mx == rr)) | ~has).all()):
+                return
+            uf.hook(rr[has].long(), mn[has].long())
+            rr, rc = self._ids(uf.find(rid)), self._ids(uf.find(cid))
+            mnc = t.where(m, rr[:, None], self.big).amin(0)
+            hasc = mnc < self.big
+            uf.hook(rc[hasc].long(), mnc[hasc].long())
+
+    def labels(self, core, uf: _UnionFind, order: np.ndarray | None):
+        """Cluster ids of the core points, numbered by their smallest original index."""
+        t = self.torch
+        lab = t.full((self.n,), -1, dtype=t.int64, device=self.dev)
+        core_idx = t.nonzero(core).flatten()
+        if len(core_idx) == 0:
+            return lab
+        root = uf.find(core_idx)
+        orig = core_idx if order is None else t.from_numpy(order).to(self.dev)[core_idx]
+        uniq, inv = t.unique(root, return_inverse=True)
+        first = t.full((len(uniq),), self.big, dtype=t.int64, device=self.dev)
+        first.scatter_reduce_(0, inv, orig, reduce="amin")
+        rank = t.empty_like(first)
+        rank[t.argsort(first)] = t.arange(len(first), device=self.dev)
+        lab[core_idx] = rank[inv]
+        return lab
+
+    def borders(self, blocks: list[Block], core, deg, lab) -> None:
+        """Border points take the smallest cluster id among their core neighbours (in place)."""
+        t = self.torch
+        border = ~core & (deg > 1)
+        if not bool(border.any()):
+            return
+        best = t.full((self.n,), self.big, dtype=t.int64, device=self.dev)
+        for b in blocks:
+            br, cr = border[b.r0:b.r1], core[b.r0:b.r1]
+            if not bool((br | cr).any()):
+                continue
+            cols = self.cols(b)
+            bc, cc = border[cols], core[cols]
+            a = bool(br.any()) and bool(cc.any())
+            c = bool(bc.any()) and bool(cr.any())
+            if not (a or c):
+                continue
+            m = self.mask(b, cols)
+            rows = t.arange(b.r0, b.r1, device=self.dev)
+            if a:
+                v = t.where(m[br][:, cc], lab[cols[cc]][None, :], self.big).amin(1)
+                best.scatter_reduce_(0, rows[br], v, reduce="amin")
+            if c:
+                v = t.where(m[cr][:, bc], lab[rows[cr]][:, None], self.big).amin(0)
+                best.scatter_reduce_(0, cols[bc], v, reduce="amin")
+            del m
+        take = border & (best < self.big)
+        lab[take] = best[take]
 
 
 def dbscan_cosine(x: np.ndarray, eps: float = 0.1, min_samples: int = 10,
-                  backend: str = "auto", device: str = "cuda", block: int = 8192,
+                  backend: str = "auto", device: str = "cuda", block: int | None = None,
                   half: bool = False, parts: int | None = None) -> DBSCANResult:
-    """Exact DBSCAN of the rows of ``x`` (n, d) under cosine distance.
+    """Exact DBSCAN of the rows of ``x`` (n, d) under cosine distance, in O(n) memory.
 
-    backend "faiss": CPU range search; "torch": blocked matmul on ``device`` (``half`` for fp16
-    similarities: faster, pairs within ~1e-3 of eps may flip); "pruned": CPU, only the pairs
-    that the triangle inequality around k-means centroids cannot rule out (``parts`` centroids;
-    exact, much faster on clustered data); "auto": torch on CUDA when available, else pruned
-    (20,000 points or more) or faiss.
+    backend "brute" (alias "torch"): upper-triangle tiles by matmul on ``device`` (a GPU),
+    ``block`` rows per tile or, when None, the largest tile the device's free memory holds
+    (``half``: fp16 similarities, faster, pairs within ~1e-3 of eps may flip); "faiss": the
+    same on the CPU (the name of the former range-search backend); "pruned": CPU, only the
+    pairs the triangle inequality around k-means centroids cannot rule out (``parts``
+    centroids; ``block``: the side of the leftover tiles), much faster on clustered data;
+    "auto": brute on CUDA when available, else pruned (20,000 points or more) or CPU brute.
     """
-    import time
-
     t0 = time.perf_counter()
+    n, d = x.shape
     if backend == "auto":
         import torch
 
-        device = "cuda"
         if torch.cuda.is_available():
-            backend = "torch"
+            backend, device = "brute", "cuda"
         else:
-            backend = "pruned" if len(x) >= 20000 else "faiss"
-    xn = l2_normalize(x)
-    order = None
+            backend = "pruned" if n >= 20000 else "faiss"
     if backend == "faiss":
-        indptr, indices = radius_graph_faiss(xn, eps, block)
+        backend, device = "brute", "cpu"
     elif backend == "torch":
-        indptr, indices = radius_graph_torch(xn, eps, device, block, half)
-    elif backend == "pruned":
-        order, indptr, indices = radius_graph_pruned(xn, eps, parts)
+        backend = "brute"
+    if backend not in ("brute", "pruned"):
+        raise ValueError(f"unknown backend {backend!r}: auto | pruned | brute | torch | faiss")
+    if backend == "pruned":
+        device = "cpu"
+    xn = l2_normalize(x)
+    elem = 2 if half else 4
+    if block is None:
+        side = tile_plan(max(n, 1), d, free_memory(device), elem).side
+        if device == "cpu" or backend == "pruned":
+            side = min(side, 2048)  # larger CPU tiles only leave the cache
     else:
-        raise ValueError(f"unknown backend {backend!r}")
-    labels = labels_from_graph(indptr, indices, min_samples, order)
+        side = block
+    order = None
+    if backend == "pruned":
+        order, blocks = pruned_blocks(xn, eps, parts, leftover_side=max(1, side))
+        xn = np.ascontiguousarray(xn[order])
+    else:
+        blocks = brute_blocks(n, max(1, side))
+    eng = _Engine(xn, eps, device, half)
+    del xn
+    t1 = time.perf_counter()
+    deg = eng.degrees(blocks)
+    core = deg >= min_samples
+    t2 = time.perf_counter()
+    uf = eng.union_cores(blocks, core)
+    lab = eng.labels(core, uf, order)
+    del uf
+    t3 = time.perf_counter()
+    eng.borders(blocks, core, deg, lab)
+    log.debug("dbscan: blocks %.1fs, counts %.1fs, unions %.1fs, borders %.1fs", t1 - t0,
+              t2 - t1, t3 - t2, time.perf_counter() - t3)
+    labels = lab.cpu().numpy()
     if order is not None:
         out = np.empty_like(labels)
         out[order] = labels
@@ -304,8 +462,9 @@ def dbscan_cosine(x: np.ndarray, eps: float = 0.1, min_samples: int = 10,
     n_clusters = int(labels.max()) + 1 if len(labels) else 0
     res = DBSCANResult(labels=labels, n_clusters=n_clusters,
                        noise_fraction=float((labels < 0).mean()) if len(labels) else 0.0,
-                       n_core=int((np.diff(indptr) >= min_samples).sum()),
-                       n_edges=int(len(indices)), seconds=time.perf_counter() - t0)
-    log.info("dbscan: %d points, %d clusters, noise %.3f, %d edges, %.1fs", len(labels),
-             res.n_clusters, res.noise_fraction, res.n_edges, res.seconds)
+                       n_core=int(core.sum()), n_edges=int(deg.sum()),
+                       seconds=time.perf_counter() - t0, block=side)
+    log.info("dbscan (%s, %s): %d points, %d clusters, noise %.3f, %d pairs, %d blocks, %.1fs",
+             backend, device, len(labels), res.n_clusters, res.noise_fraction, res.n_edges,
+             len(blocks), res.seconds)
     return res

@@ -38,7 +38,7 @@ class PretrainConfig:
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 1e-4
-    warmup_steps: int = 500
+    warmup_steps: int | None = None     # LR warm-up steps; None: warmup_frac of the run
     min_lr_ratio: float = 0.0           # cosine floor as a fraction of lr
     grad_clip: float = 1.0              # max gradient norm; 0: off
     amp: str = "bf16"                   # CUDA only: bf16 | fp16 | none
@@ -52,8 +52,18 @@ class PretrainConfig:
     cluster: bool = True
     eps: float = 0.1                    # cosine distance
     min_samples: int = 10
-    cluster_backend: str = "auto"       # auto | faiss | torch
+    cluster_backend: str = "auto"       # auto | pruned (CPU) | torch (GPU) | faiss (CPU tiles)
     embed_batch_size: int = 256
+    # schedule and cluster guidance that cannot collapse (tmor/train/guidance.py)
+    warmup_frac: float = 0.05           # LR warm-up as a fraction of the run's steps
+    guidance_warmup_steps: int | None = None    # plain instance discrimination until this step
+    guidance_warmup_epochs: float | None = None  # ... or for this many epochs
+    guidance_warmup_frac: float = 0.2   # ... or (neither set) for this fraction of the run
+    max_cluster_fraction: float = 0.25  # a clustering / a step's candidates with a larger
+                                        # largest cluster is not used as is
+    collapse_eps_quantile: float = 0.5  # then eps := this quantile of the k-distances, retried
+    kdist_sample: int = 4096            # samples whose k-distance sets that quantile
+    dist_timeout_min: float = 120.0     # process-group timeout; covers embedding + clustering
     # checkpoints, logging, reproducibility
     ckpt_every: int = 1000              # steps; 0: only at the end of each epoch
     log_every: int = 10

@@ -1,17 +1,25 @@
-"""Distributed helpers for pre-training: process group from torchrun's environment, a gather
-that carries gradients back to their rank, and BatchNorm synchronized over ranks on any backend
-(torch's SyncBatchNorm needs CUDA; this one also runs on CPU with gloo)."""
+"""Distributed helpers for pre-training: process group from torchrun's environment (with an
+explicit timeout and a CPU group beside NCCL), a gather that carries gradients back to their rank,
+arrays gathered to rank 0 only and results sent back from it over the CPU group, and BatchNorm
+synchronized over ranks on any backend (torch's SyncBatchNorm needs CUDA; this one also runs on
+CPU with gloo)."""
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 
 from tmor.devices import resolve_device
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -20,6 +28,7 @@ class DistContext:
     world: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    cpu_group: Any = None       # gloo group for host-side exchanges (None: the default group)
 
     @property
     def enabled(self) -> bool:
@@ -30,8 +39,14 @@ class DistContext:
         return self.rank == 0
 
 
-def init_distributed(device: str = "auto") -> DistContext:
-    """Join the process group torchrun describes (NCCL on GPU, gloo on CPU), or run alone."""
+def init_distributed(device: str = "auto", timeout_s: float = 7200.0) -> DistContext:
+    """Join the process group torchrun describes (NCCL on GPU, gloo on CPU), or run alone.
+
+    ``timeout_s`` is the process groups' timeout: it must cover the longest time one rank
+    waits for another, the per-epoch embedding pass plus rank 0's clustering. With NCCL a
+    gloo group of the same ranks is made too: rank 0 gathers the embeddings and the other
+    ranks wait for the labels on it, blocked in a socket rather than in an NCCL kernel.
+    """
     device = resolve_device(device)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -40,9 +55,79 @@ def init_distributed(device: str = "auto") -> DistContext:
     if dev.type == "cuda":
         dev = torch.device("cuda", local)
         torch.cuda.set_device(dev)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    return DistContext(rank, world, local, dev)
+    cpu_group = None
+    if world > 1:
+        timeout = timedelta(seconds=timeout_s)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", timeout=timeout)
+        if dist.get_backend() != "gloo":
+            cpu_group = dist.new_group(backend="gloo", timeout=timeout)
+    return DistContext(rank, world, local, dev, cpu_group)
+
+
+def gather_to_main(arrays: dict[str, np.ndarray], ctx: DistContext,
+                   chunk_bytes: int = 64 << 20) -> dict[str, np.ndarray] | None:
+    """Each array's rows of all ranks, concatenated in rank order, on rank 0 only (None on the
+    others). Over the CPU group in chunks of about ``chunk_bytes`` per rank: no GPU memory, and
+    only rank 0 holds the whole set. Arrays of one name have the same trailing shape and dtype
+    on every rank; their row counts may differ."""
+    if not ctx.enabled:
+        return dict(arrays)
+    group = ctx.cpu_group
+    rows = torch.tensor([len(a) for a in arrays.values()], dtype=torch.int64)
+    every = [torch.zeros_like(rows) for _ in range(ctx.world)]
+    dist.all_gather(every, rows, group=group)
+    counts = torch.stack(every).numpy()  # (world, arrays)
+    out: dict[str, np.ndarray] | None = {} if ctx.is_main else None
+    for j, (name, a) in enumerate(arrays.items()):
+        a = np.ascontiguousarray(a)
+        row_bytes = max(1, a.dtype.itemsize * int(np.prod(a.shape[1:], dtype=np.int64)))
+        step = max(1, chunk_bytes // row_bytes)
+        most = int(counts[:, j].max())
+        parts: list[list[np.ndarray]] = [[] for _ in range(ctx.world)]
+        for s in range(0, most, step):
+            mine = np.zeros((step, *a.shape[1:]), a.dtype)
+            piece = a[s:s + step]
+            mine[:len(piece)] = piece
+            t = torch.from_numpy(mine)
+            bufs = [torch.empty_like(t) for _ in range(ctx.world)] if ctx.is_main else None
+            dist.gather(t, bufs, dst=0, group=group)
+            if bufs is not None:
+                for r, b in enumerate(bufs):
+                    keep = max(0, min(step, int(counts[r, j]) - s))
+                    if keep:
+                        parts[r].append(b.numpy()[:keep].copy())
+        if out is not None:
+            flat = [p for rank_parts in parts for p in rank_parts]
+            out[name] = (np.concatenate(flat) if flat
+                         else np.zeros((0, *a.shape[1:]), a.dtype))
+    return out
+
+
+def gather_objects_to_main(obj: Any, ctx: DistContext) -> list[Any] | None:
+    """Every rank's picklable ``obj`` on rank 0 (rank order), None elsewhere; CPU group."""
+    if not ctx.enabled:
+        return [obj]
+    box: list[Any] | None = [None] * ctx.world if ctx.is_main else None
+    dist.gather_object(obj, box, dst=0, group=ctx.cpu_group)
+    return box
+
+
+def from_main(array: np.ndarray | None, ctx: DistContext, dtype: Any = np.int64) -> np.ndarray:
+    """Rank 0's 1-d ``array`` on every rank, over the CPU group. The other ranks call this as
+    soon as they are done and wait in it (a gloo receive: no NCCL call spins meanwhile) while
+    rank 0 computes the array; the group timeout bounds the wait."""
+    if not ctx.enabled:
+        assert array is not None
+        return array
+    group = ctx.cpu_group
+    n = torch.tensor([len(array) if ctx.is_main and array is not None else 0],
+                     dtype=torch.int64)
+    dist.broadcast(n, src=0, group=group)
+    t = (torch.from_numpy(np.ascontiguousarray(array, dtype=dtype)) if ctx.is_main
+         else torch.empty(int(n.item()), dtype=torch.from_numpy(np.zeros(0, dtype)).dtype))
+    dist.broadcast(t, src=0, group=group)
+    return t.numpy()
 
 
 class _GatherWithGrad(torch.autograd.Function):

@@ -36,7 +36,8 @@ from tmor.skeleton.augment import augment
 from tmor.train.config import PretrainConfig
 from tmor.train.corpus import corpus_size, reader_config
 from tmor.train.dist import DistContext, all_mean, gather, init_distributed, sync_batchnorm
-from tmor.train.recluster import recluster
+from tmor.train.guidance import batch_dominated, plan_schedule
+from tmor.train.recluster import GUIDE_FIELDS, recluster
 from tmor.train.runlog import CLUSTER_FIELDS, METRIC_FIELDS, CsvLog, plot_curves, tensorboard
 
 log = logging.getLogger(__name__)
@@ -80,8 +81,10 @@ class Trainer:
     """Model, optimizer, queues and cluster labels of one pre-training run; ``train_step``."""
 
     def __init__(self, cfg: PretrainConfig, ctx: DistContext, in_channels: int, num_joints: int,
-                 num_persons: int, video_dim: int, text_dim: int, total_steps: int) -> None:
+                 num_persons: int, video_dim: int, text_dim: int, total_steps: int,
+                 steps_per_epoch: int | None = None) -> None:
         self.cfg, self.ctx = cfg, ctx
+        self.schedule = plan_schedule(cfg, steps_per_epoch or total_steps, total_steps)
         self.pairs = cfg.pairs()
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.encoder = UNIK(in_channels, num_joints, num_persons, cfg.num_heads,
@@ -108,7 +111,7 @@ class Trainer:
         else:
             raise ValueError(f"unknown optimizer {cfg.optimizer!r}: sgd | adamw")
         self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lr_lambda(cfg.warmup_steps, total_steps, cfg.min_lr_ratio))
+            self.opt, lr_lambda(self.schedule.lr_warmup, total_steps, cfg.min_lr_ratio))
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
         if dev.type != "cuda":
             self.amp_dtype = None
@@ -150,16 +153,23 @@ class Trainer:
                             enabled=self.amp_dtype is not None):
             out = self.model(v1, v2, batch["video"].to(dev), batch["text"].to(dev))
         index_all = gather(index)
-        qc = effective_clusters(index, self.table)
+        # cluster guidance only after its warm-up, and never from a step's dominant cluster
+        table = self.table if self.step >= self.schedule.guidance_start else None
+        if table is not None and any(
+                batch_dominated(effective_clusters(torch.cat([index_all, qi]), table),
+                                cfg.max_cluster_fraction)
+                for _, qi in (self.queues[p].entries() for p in out)):
+            table = None
+        qc = effective_clusters(index, table)
         loss = torch.zeros((), device=dev)
-        stats: dict[str, float] = {}
+        stats: dict[str, float] = {"guided": float(self._has_clusters(table))}
         pushes = []
         for p, (q, k) in out.items():
             k_all = gather(k.float(), grad=True)
             kv_all = gather(valid[p])
             qf, qi = self.queues[p].entries()
             cands = torch.cat([k_all, qf])
-            cc = effective_clusters(torch.cat([index_all, qi]), self.table)
+            cc = effective_clusters(torch.cat([index_all, qi]), table)
             cv = torch.cat([kv_all, torch.ones(len(qi), dtype=torch.bool, device=dev)])
             lp, st = cluster_contrastive_loss(q, cands, qc, cc, cfg.temperature,
                                               query_valid=valid[p], cand_valid=cv)
@@ -184,6 +194,14 @@ class Trainer:
         row = {"loss": means[0], **dict(zip(names, means[1:], strict=True)), "lr": lr,
                "samples_per_s": total / (time.perf_counter() - t0)}
         return row
+
+    def _has_clusters(self, table: torch.Tensor | None) -> bool:
+        """Whether ``table`` groups any samples (a held-back clustering is all noise)."""
+        if table is None:
+            return False
+        if getattr(self, "_checked", (None, False))[0] is not table:
+            self._checked = (table, bool((table >= 0).any()))
+        return self._checked[1]
 
     # -- state ---------------------------------------------------------------------------------
     def extra_state(self) -> dict[str, Any]:
@@ -233,7 +251,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
-    ctx = init_distributed(cfg.device)
+    ctx = init_distributed(cfg.device, timeout_s=60.0 * cfg.dist_timeout_min)
     if cfg.epoch_samples is None:
         cfg.epoch_samples = corpus_size(cfg.shards)
         if cfg.epoch_samples is None:
@@ -248,7 +266,8 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     total = steps_per_epoch * cfg.epochs
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
-    trainer = Trainer(cfg, ctx, probe.shape[0], probe.shape[2], probe.shape[3], dv, dt, total)
+    trainer = Trainer(cfg, ctx, probe.shape[0], probe.shape[2], probe.shape[3], dv, dt, total,
+                      steps_per_epoch)
     last = fsio.join(cfg.out_dir, "last.pt")
     resumed = cfg.resume and fsio.exists(last)
     if resumed:
@@ -259,9 +278,9 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         fsio.makedirs(cfg.out_dir)
         cfg.to_yaml(fsio.join(cfg.out_dir, "config.yaml"))
         step, epoch = trainer.step, trainer.epoch
-        metrics = CsvLog(fsio.join(cfg.out_dir, "metrics.csv"), METRIC_FIELDS,
+        metrics = CsvLog(fsio.join(cfg.out_dir, "metrics.csv"), METRIC_FIELDS + ["guided"],
                          (lambda r: int(r["step"]) <= step) if resumed else None)
-        clusters = CsvLog(fsio.join(cfg.out_dir, "clusters.csv"), CLUSTER_FIELDS,
+        clusters = CsvLog(fsio.join(cfg.out_dir, "clusters.csv"), CLUSTER_FIELDS + GUIDE_FIELDS,
                           (lambda r: int(r["epoch"]) < epoch) if resumed else None)
     if not trainer.pairs:  # the "none" ablation: the initial encoder is the result
         if ctx.is_main:
