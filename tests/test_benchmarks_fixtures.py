@@ -204,3 +204,35 @@ def test_layouts_kinect_v1_lcrnet13_penn13_convert_to_coco17_and_unik17():
     np.testing.assert_array_equal(ntu[..., n.index("spine_shoulder"), :],
                                   kp[..., k.index("shoulder_center"), :])
     assert (nsc[..., n.index("left_thumb")] == 0).all()
+
+
+def test_smarthome_ids_splits_cv_classes_and_dropped_clips(tmp_path):
+    from tmor.shards.benchmarks.lcrnet import write_lcrnet
+    from tmor.shards.benchmarks.smarthome import CV_CLASSES, import_smarthome
+    from tmor.train.data import load_shards_split
+
+    rng = np.random.default_rng(6)
+    clips = ["Walk_p03_r00_v01_c01", "Walk_p02_r00_v01_c02", "WatchTV_p19_r00_v01_c05",
+             "Pour.Fromcup_p03_r00_v01_c01"]
+    for name in clips:
+        kp = rng.uniform(0, 640, (2, 6, 13, 2)).astype(np.float32)
+        score = np.ones((2, 6, 13), np.float32)
+        score[1, :3] = 0  # the second person only in the last frames
+        score[:, 1] = 0  # nobody in frame 1
+        write_lcrnet(str(tmp_path / f"{name}.json"), kp, score)
+    root = str(tmp_path / "c")
+    summary = import_smarthome([str(tmp_path)], root)  # no lists: membership by ids
+    assert summary["dropped"] == {"class Pour.Fromcup outside the 31": 1}
+    assert summary["samples"] == 3
+    t = {x.meta["frame_dir"]: x for x in iter_triplets(root)}
+    assert t["Walk_p03_r00_v01_c01"].meta["splits"] == ["cs_train", "cv1_train", "cv2_train"]
+    assert t["Walk_p02_r00_v01_c02"].meta["splits"] == ["cs_test", "cv1_test", "cv2_test"]
+    assert t["WatchTV_p19_r00_v01_c05"].meta["splits"] == ["cs_val"]
+    w = t["Walk_p03_r00_v01_c01"]
+    assert w.keypoint.shape == (2, 6, 13, 2) and w.keypoint_score[:, 1].sum() == 0
+    assert w.keypoint_score[1, :3].sum() == 0 and w.keypoint_score[1, 3:].all()
+    cv = load_shards_split(root, "cv1_train")
+    assert cv.classes == list(CV_CLASSES) and [s.label for s in cv.samples] == [
+        CV_CLASSES.index("Walk")]
+    cs = load_shards_split(root, "cs_val")
+    assert len(cs.classes) == 31 and cs.samples[0].label_name == "WatchTV"
