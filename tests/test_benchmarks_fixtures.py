@@ -147,6 +147,14 @@ def test_pku_mmd_labels_and_split_files(tmp_path):
     assert t["0002-L"].keypoint.shape == (2, 50, 25, 2) and t["0002-L"].layout == "ntu25"
     assert t["0002-L"].keypoint_score[1].sum() == 0 and t["0002-M"].meta["splits"] == [
         "xview_test"]
+    from tmor.shards.exporters import export_pyskl
+    from tmor.train.data import load_pyskl_split
+
+    pkl = str(tmp_path / "pku.pkl")
+    export_pyskl(root, pkl)
+    back = load_pyskl_split(pkl, "xview_train", "ntu25")
+    assert len(back.classes) == 51 and back.samples[0].segments == [(50, 0, 10), (2, 20, 50)]
+    assert back.samples[0].keypoint_3d.shape == (2, 50, 25, 3)
 
 
 def test_charades_joins_pose_files_with_the_real_annotations_in_frames(tmp_path):

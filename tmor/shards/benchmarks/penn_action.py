@@ -1,6 +1,7 @@
 """Penn Action ``labels/NNNN.mat`` (FORMATS.md section 3) -> triplets in the ``penn13`` layout.
 
-Per file: ``x``, ``y`` (T, 13) pixels, ``visibility`` (T, 13) as the joint score, ``action`` (the
+Per file: ``x``, ``y`` (T, 13) pixels, ``visibility`` (T, 13) as the joint score (0 also where
+x = y = 0; the release's 26 such entries are all invisible anyway), ``action`` (the
 class string of the .mat file, e.g. ``pullup``; the README spells some differently), ``train``
 (1 = train, -1 = test: the official split ``train`` / ``test``), ``dimensions`` [H, W, T] (the
 frame size, stored as ``img_shape``), ``pose`` (coarse view, an id). Every frame is kept.
@@ -40,7 +41,7 @@ def read_penn_mat(url: str) -> dict[str, Any]:
     with fsio.open_url(url, "rb") as f:
         m = loadmat(f, variable_names=FIELDS)
     x, y = np.asarray(m["x"], np.float32), np.asarray(m["y"], np.float32)
-    vis = np.asarray(m["visibility"], np.float32)
+    vis = np.asarray(m["visibility"], np.float32) * ((x != 0) | (y != 0))
     if x.ndim != 2 or x.shape[1] != 13 or y.shape != x.shape or vis.shape != x.shape:
         raise ValueError(f"{url}: x/y/visibility {x.shape}/{y.shape}/{vis.shape}, "
                          "expected (T, 13)")
