@@ -304,54 +304,77 @@ def stats_cmd(
         console.print(f"wrote {url}")
 
 
+BENCHMARK_HELP = ("benchmarks: penn_action | smarthome | tsu | uav_human | pku_mmd | charades | "
+                  "kinect_v1; files: pyskl | ntu | kinect_csv | fsd10 [by name]")
+
+
 @app.command("import")
 def import_cmd(
-    paths: list[str] = typer.Argument(..., help="skeleton files: .pkl, .skeleton, .npy, .csv"),
+    paths: list[str] = typer.Argument(
+        ..., help="skeleton files or folders: .pkl, .skeleton, .npy, .csv, or a benchmark's "
+        "native files (.mat, LCR-Net .json, .txt, pose .npz / a corpus root for charades)"),
     root: str = ROOT,
-    fmt: str = typer.Option(None, "--format", help="pyskl | ntu | kinect_csv | fsd10 [by name]"),
+    fmt: str = typer.Option(None, "--format", help=BENCHMARK_HELP),
     layout: str = typer.Option("coco17", help="joint layout of a pyskl pickle's keypoints"),
-    fps: float = typer.Option(30.0, help="frame rate of a pyskl pickle's sequences"),
+    fps: float = typer.Option(None, help="frame rate [the format's; pickles 30]"),
     samples_per_shard: int = typer.Option(1000, help="samples per triplet shard"),
     labels: list[str] = typer.Option(
         None, "--labels", help="untrimmed: per-sequence label files (PKU-MMD style "
         "label,start,end a line), paired with the skeleton files by name"),
-    classes: str = typer.Option(None, help="untrimmed: class names, one a line, in id order"),
+    classes: str = typer.Option(None, help="class names, one a line, in id order"),
     label_offset: int = typer.Option(0, help="untrimmed: added to label ids (1-based ids: -1)"),
+    annotations: list[str] = typer.Option(
+        None, "--annotations", help="benchmarks: annotation files (tsu: smarthome_CS_51.json "
+        "smarthome_CV_51.json; pku_mmd: label files or their folder; charades: charades.json "
+        "or the CSVs; kinect_v1: actionLabel.txt)"),
+    splits: list[str] = typer.Option(
+        None, "--splits", help="benchmarks: official split files or their folder (smarthome: "
+        "{train,validation,test}_{CS,CV1,CV2}.txt; pku_mmd: cross-subject.txt cross-view.txt)"),
 ) -> None:
     """Import existing skeletons as skeleton-only triplet shards into <root>/triplets.
 
-    With --labels, sequences are untrimmed with per-frame labels (for `tmor-train detect`)."""
+    With --labels, sequences are untrimmed with per-frame labels (for `tmor-train detect`).
+    A benchmark --format keeps every frame and stores each sample's ids and official split
+    membership (use the split names with --split-train / --split-test). The joint layout is
+    checked against the arrays first: a mismatch is refused before anything is written."""
     import json
 
+    from tmor.shards.benchmarks import FORMATS, import_benchmark
     from tmor.shards.importers import import_files
 
-    if labels:
-        from pathlib import Path
-
-        from tmor.shards.import_untrimmed import import_pku_style
-
-        if classes is None:
-            raise typer.BadParameter("--labels needs --classes names.txt")
-        names = [n.strip() for n in Path(classes).read_text().splitlines() if n.strip()]
-        try:
-            summary = import_pku_style(paths, labels, root, names, fps=fps,
-                                       layout=layout if fmt else "ntu25",
-                                       label_offset=label_offset)
-        except ValueError as e:
-            raise typer.BadParameter(str(e)) from None
+    def done(summary: dict) -> None:
         typer.echo(json.dumps({k: v for k, v in summary.items() if k != "split"}, default=str))
-        return
 
-    kwargs = {"layout": layout, "fps": fps} if (fmt == "pyskl" or (
-        len(paths) == 1 and paths[0].endswith((".pkl", ".pickle")))) else {}
-    summary = import_files(paths, root, fmt, samples_per_shard, **kwargs)
-    typer.echo(json.dumps({k: v for k, v in summary.items() if k != "split"}, default=str))
+    try:
+        if fmt in FORMATS:
+            done(import_benchmark(
+                fmt, paths, root, annotations=list(annotations or labels or []) or None,
+                splits=list(splits or []) or None, classes=classes, fps=fps,
+                samples_per_shard=samples_per_shard))
+            return
+        if labels:
+            from pathlib import Path
+
+            from tmor.shards.import_untrimmed import import_pku_style
+
+            if classes is None:
+                raise typer.BadParameter("--labels needs --classes names.txt")
+            names = [n.strip() for n in Path(classes).read_text().splitlines() if n.strip()]
+            done(import_pku_style(paths, labels, root, names, fps=fps or 30.0,
+                                  layout=layout if fmt else "ntu25", label_offset=label_offset))
+            return
+        kwargs = {"layout": layout, "fps": fps or 30.0} if (fmt == "pyskl" or (
+            len(paths) == 1 and paths[0].endswith((".pkl", ".pickle")))) else {}
+        done(import_files(paths, root, fmt, samples_per_shard, **kwargs))
+    except (ValueError, FileNotFoundError) as e:
+        typer.secho(f"error: {e}", fg="red", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command("export")
 def export_cmd(
     root: str = ROOT,
-    to: str = typer.Option("pyskl", help="pyskl | stgcn"),
+    to: str = typer.Option("pyskl", "--to", "--format", help="pyskl | stgcn"),
     out: str = typer.Option(..., help="output file: .pkl (pyskl) or .npy (stgcn data)"),
     label_out: str = typer.Option(None, help="stgcn: label pickle [<out>_label.pkl]"),
     channels: int = typer.Option(3, help="stgcn: 2 (x, y) or 3 (3D, else x, y, score)"),

@@ -123,16 +123,23 @@ def _classify_command(mode: str, section: str, doc: str):
         split_train: str = typer.Option(None, help="train split name [train]"),
         split_test: str = typer.Option(None, help="test split name [test]"),
         init: str = T_INIT,
-        epochs: int = typer.Option(None, help="epochs [30]"),
+        epochs: int = typer.Option(
+            None, help="epochs [30, or more to reach --min-steps optimizer steps]"),
+        min_steps: int = typer.Option(
+            None, help="without --epochs: at least this many optimizer steps [1500]"),
+        metric: str = typer.Option(
+            None, help="picks the best epoch: top1 | mean_class_accuracy (Smarthome) [top1]"),
         batch_size: int = typer.Option(None, help="batch size [32]"),
         lr: float = typer.Option(
             None, help="learning rate [linear 0.01; finetune sgd 0.1, adamw 1e-3]"),
         optimizer: str = typer.Option(None, help="sgd | adamw [sgd]"),
         weight_decay: float = typer.Option(None, help="weight decay [5e-4]"),
         frames: int = typer.Option(None, help="frames T per sample [checkpoint's, else 64]"),
-        channels: int = typer.Option(None, help="2 (x, y) or 3 [checkpoint's, else 2]"),
+        channels: int = typer.Option(
+            None, help="2 (x, y) or 3 [checkpoint's, else 3 for 3D data, else 2]"),
         max_persons: int = typer.Option(None, help="persons M [checkpoint's, else 2]"),
-        layout: str = typer.Option(None, help="convert joints to this layout [checkpoint's]"),
+        layout: str = typer.Option(
+            None, help="convert joints to this layout [checkpoint's, else the data's own]"),
         data_layout: str = typer.Option(
             None, help="layout of a pickle that does not say [coco17]"),
         augment: bool = typer.Option(None, "--augment/--no-augment", help="crop + rotation [on]"),

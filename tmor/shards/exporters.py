@@ -2,7 +2,9 @@
 
 - pyskl / mmaction2 PoseDataset pickle: {'split': {...}, 'annotations': [{frame_dir,
   total_frames, img_shape, original_shape, label, keypoint (M,T,V,C), keypoint_score (M,T,V)}]};
-  3D samples export keypoint_3d as keypoint (C=3), as pyskl's NTU 3D annotations do.
+  3D samples export keypoint_3d as keypoint (C=3), as pyskl's NTU 3D annotations do; untrimmed
+  samples add ``segments`` and the pickle ``classes`` (the untrimmed pickle of
+  :mod:`tmor.shards.import_untrimmed`).
 - ST-GCN: data (N, C, T, V, M) float32 npy, zero-padded to the longest clip and the most persons,
   plus a label pickle (sample names, label ids) and the label names.
 """
@@ -52,6 +54,8 @@ def to_pyskl_annotation(t: Triplet, label_id: int | None = None) -> dict[str, An
         "fps": t.fps,
         "source": t.meta.get("source", t.key),
     }
+    if t.meta.get("segments") is not None:  # untrimmed: (class_id, start, end) frames
+        ann["segments"] = [tuple(int(v) for v in seg) for seg in t.meta["segments"]]
     return ann
 
 
@@ -72,7 +76,10 @@ def export_pyskl(root: str, out_pkl: str, split: dict[str, list[str]] | None = N
         split = {k: [by_dir.get(d, d) for d in v if by_dir.get(d, d) in keys]
                  for k, v in split.items()}
         split = split or {"all": [a["frame_dir"] for a in anns]}
-    data = {"split": split, "annotations": anns, "label_names": names}
+    data: dict[str, Any] = {"split": split, "annotations": anns, "label_names": names}
+    seg_classes = next((t.meta["classes"] for t in triplets if t.meta.get("classes")), None)
+    if seg_classes:  # untrimmed corpora: the names of the segments' class ids
+        data["classes"] = list(seg_classes)
     fsio.write_bytes(out_pkl, pickle.dumps(data, protocol=4))
     return {"samples": len(anns), "labels": len(names), "split": {k: len(v) for k, v in
                                                                    split.items()}}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +110,17 @@ def load_pyskl(url: str) -> dict[str, Any]:
     return obj
 
 
+def check_annotation_layouts(anns: list[dict[str, Any]], layout: str, where: str) -> None:
+    """ValueError when an annotation's keypoint joint count V differs from its layout's (the
+    annotation's own ``layout`` key, else ``layout``); the message names the layouts that fit."""
+    from tmor.skeleton.layouts import check_layout
+
+    for a in anns:
+        kp = np.asarray(a["keypoint"])
+        check_layout(str(a.get("layout", layout)), int(kp.shape[2]) if kp.ndim == 4 else -1,
+                     f"{where}: {a.get('frame_dir', '?')}: keypoint {kp.shape}")
+
+
 def triplet_from_annotation(
     ann: dict[str, Any], layout: str, fps: float, label_names: list[str] | None = None,
     template: str = TEMPLATE,
@@ -145,8 +156,12 @@ def import_pyskl(
     pkl: str, out_root: str, layout: str = "coco17", fps: float = 30.0,
     label_names: list[str] | None = None, samples_per_shard: int = 1000,
 ) -> dict[str, Any]:
-    """Import a pyskl pickle into ``<out_root>/triplets``; the split goes to the card."""
+    """Import a pyskl pickle into ``<out_root>/triplets``; the split goes to the card.
+
+    Every annotation's joint count is checked against its layout first: a mismatch is refused
+    (ValueError naming the layouts that fit) before anything is written."""
     data = load_pyskl(pkl)
+    check_annotation_layouts(data["annotations"], layout, pkl)
     label_names = label_names or data.get("label_names")
     triplets = (
         triplet_from_annotation(a, layout, fps, label_names) for a in data["annotations"]
@@ -371,9 +386,20 @@ def write_imported(
     out_root: str, triplets: Iterable[Triplet], samples_per_shard: int, info: dict[str, Any]
 ) -> dict[str, Any]:
     """Write shards into ``<out_root>/triplets``, the index, and the card's ``import`` section."""
+    import itertools
+
     from tmor.shards.card import update_corpus_card
     from tmor.shards.index import write_index
+    from tmor.skeleton.layouts import check_layout
 
+    def checked(items: Iterable[Triplet]) -> Iterator[Triplet]:
+        for t in items:
+            check_layout(t.layout, int(t.keypoint.shape[2]), f"{t.key}: keypoint")
+            yield t
+
+    it = checked(triplets)
+    first = list(itertools.islice(it, 1))  # a mismatch is refused before old shards go
+    triplets = itertools.chain(first, it)
     shard_dir = fsio.join(out_root, "triplets")
     for old in fsio.listdir(shard_dir):  # an import replaces the corpus's shards
         if old.endswith(".tar") or old == "index.parquet":

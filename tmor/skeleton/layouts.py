@@ -6,10 +6,16 @@ weighted mean of source joints; its score is the minimum score of the joints it 
 A target joint that the source layout lacks is *synthesized* by the rule written next to it in
 the tables below; :func:`synthesized` names them, so a consumer can mask or down-weight them.
 
+A target joint with no source at all (an empty rule) is *missing*: coordinates 0 and score 0,
+named by :func:`missing`.
+
 Layouts: ``coco17``, ``mediapipe33``, ``unik17``, ``h36m17``, ``ntu25`` (Kinect v2, also NTU RGB+D),
-``openpose25`` (OpenPose BODY_25); aliases in :data:`ALIASES` (e.g. ``kinect25``).
-Direct converters: mediapipe33 / ntu25 / openpose25 -> coco17, coco17 -> unik17 / h36m17 / ntu25,
-ntu25 -> unik17 / h36m17; other pairs go through coco17.
+``openpose25`` (OpenPose BODY_25), ``kinect_v1`` (Kinect SDK 1.x, 20 joints: UTKinect-Action3D),
+``lcrnet13`` (LCR-Net++ 13 joints: Toyota Smarthome, TSU), ``penn13`` (Penn Action's 13 joints);
+aliases in :data:`ALIASES` (e.g. ``kinect25``, ``kinect20``).
+Direct converters: mediapipe33 / ntu25 / openpose25 / kinect_v1 / lcrnet13 / penn13 -> coco17,
+coco17 -> unik17 / h36m17 / ntu25, ntu25 / kinect_v1 / lcrnet13 / penn13 -> unik17,
+ntu25 -> h36m17, kinect_v1 -> ntu25; other pairs go through coco17.
 """
 
 from __future__ import annotations
@@ -56,6 +62,22 @@ JOINTS: dict[str, tuple[str, ...]] = {
         "left_big_toe", "left_small_toe", "left_heel", "right_big_toe", "right_small_toe",
         "right_heel",
     ),
+    "kinect_v1": (  # NUI_SKELETON_POSITION_INDEX order (FORMATS.md section 7)
+        "hip_center", "spine", "shoulder_center", "head", "left_shoulder", "left_elbow",
+        "left_wrist", "left_hand", "right_shoulder", "right_elbow", "right_wrist", "right_hand",
+        "left_hip", "left_knee", "left_ankle", "left_foot", "right_hip", "right_knee",
+        "right_ankle", "right_foot",
+    ),
+    "lcrnet13": (  # LCR-Net++ order, starting at the right ankle (FORMATS.md section 1)
+        "right_ankle", "left_ankle", "right_knee", "left_knee", "right_hip", "left_hip",
+        "right_wrist", "left_wrist", "right_elbow", "left_elbow", "right_shoulder",
+        "left_shoulder", "head",
+    ),
+    "penn13": (  # Penn Action README order (FORMATS.md section 3)
+        "head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist",
+        "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
+        "right_ankle",
+    ),
 }  # fmt: skip
 
 #: bones (parent, child) by joint name, for drawing and for skeleton graphs
@@ -96,6 +118,24 @@ _BONES: dict[str, tuple[tuple[str, str], ...]] = {
         ("left_knee", "left_ankle"), ("left_ankle", "left_foot"), ("spine_base", "right_hip"),
         ("right_hip", "right_knee"), ("right_knee", "right_ankle"), ("right_ankle", "right_foot"),
     ),
+    "kinect_v1": (
+        ("hip_center", "spine"), ("spine", "shoulder_center"), ("shoulder_center", "head"),
+        ("shoulder_center", "left_shoulder"), ("left_shoulder", "left_elbow"),
+        ("left_elbow", "left_wrist"), ("left_wrist", "left_hand"),
+        ("shoulder_center", "right_shoulder"), ("right_shoulder", "right_elbow"),
+        ("right_elbow", "right_wrist"), ("right_wrist", "right_hand"), ("hip_center", "left_hip"),
+        ("left_hip", "left_knee"), ("left_knee", "left_ankle"), ("left_ankle", "left_foot"),
+        ("hip_center", "right_hip"), ("right_hip", "right_knee"), ("right_knee", "right_ankle"),
+        ("right_ankle", "right_foot"),
+    ),
+    **{name: (
+        ("head", "left_shoulder"), ("head", "right_shoulder"),
+        ("left_shoulder", "right_shoulder"), ("left_shoulder", "left_elbow"),
+        ("left_elbow", "left_wrist"), ("right_shoulder", "right_elbow"),
+        ("right_elbow", "right_wrist"), ("left_shoulder", "left_hip"),
+        ("right_shoulder", "right_hip"), ("left_hip", "right_hip"), ("left_hip", "left_knee"),
+        ("left_knee", "left_ankle"), ("right_hip", "right_knee"), ("right_knee", "right_ankle"),
+    ) for name in ("lcrnet13", "penn13")},
 }  # fmt: skip
 
 _SIDES = ("left", "right")
@@ -115,6 +155,18 @@ def _limbs() -> dict[str, dict[str, float]]:
 
 
 _MID_SHOULDER = _mid("left_shoulder", "right_shoulder")
+_TORSO = {"left_shoulder": 0.25, "right_shoulder": 0.25, "left_hip": 0.25, "right_hip": 0.25}
+#: joints of a single head point: the nose is a copy of it, eyes and ears are missing
+_HEAD_ONLY_FACE = {
+    "nose": {"head": 1.0}, "left_eye": {}, "right_eye": {}, "left_ear": {}, "right_ear": {},
+}
+_THIRTEEN_TO_UNIK = {  # UNIK's read_xyz rule for LCR-Net (FORMATS.md section 1)
+    "head": {"head": 1.0},
+    "nose": {"head": 0.5, "left_shoulder": 0.25, "right_shoulder": 0.25},  # head-neck midpoint
+    "neck": _MID_SHOULDER,
+    "chest": _TORSO,
+    "mid_hip": _mid("left_hip", "right_hip"),
+}
 _MID_HIP = _mid("left_hip", "right_hip")
 _HEAD = _mid("left_ear", "right_ear")  # skull centre ~ between the ears
 
@@ -175,6 +227,22 @@ _MAPS: dict[tuple[str, str], dict[str, dict[str, float]]] = {
         "thorax": {"spine_shoulder": 1.0}, "neck_nose": {"neck": 1.0}, "head": {"head": 1.0},
         **_limbs(),
     },
+    ("kinect_v1", "coco17"): {**_HEAD_ONLY_FACE, **_limbs()},
+    ("kinect_v1", "unik17"): {
+        "head": {"head": 1.0}, "nose": {"head": 1.0}, "neck": {"shoulder_center": 1.0},
+        "chest": {"spine": 1.0}, "mid_hip": {"hip_center": 1.0}, **_limbs(),
+    },
+    ("kinect_v1", "ntu25"): {  # FORMATS.md section 7: v1 {0..3, 4..19} = v2 {0, 1, 20, 3, 4..19}
+        "spine_base": {"hip_center": 1.0}, "spine_mid": {"spine": 1.0},
+        "neck": _mid("shoulder_center", "head"), "head": {"head": 1.0},
+        "spine_shoulder": {"shoulder_center": 1.0}, **_limbs(),
+        **{f"{s}_{p}": {f"{s}_{p}": 1.0} for s in _SIDES for p in ("hand", "foot")},
+        **{f"{s}_{p}": {} for s in _SIDES for p in ("hand_tip", "thumb")},
+    },
+    ("lcrnet13", "coco17"): {**_HEAD_ONLY_FACE, **_limbs()},
+    ("lcrnet13", "unik17"): {**_THIRTEEN_TO_UNIK, **_limbs()},
+    ("penn13", "coco17"): {**_HEAD_ONLY_FACE, **_limbs()},
+    ("penn13", "unik17"): {**_THIRTEEN_TO_UNIK, **_limbs()},
 }  # fmt: skip
 
 #: (src, dst) -> target joints that the source lacks (built by a rule, not observed)
@@ -190,11 +258,19 @@ _SYNTH: dict[tuple[str, str], frozenset[str]] = {
     ("ntu25", "h36m17"): frozenset(),
     ("mediapipe33", "coco17"): frozenset(),
     ("openpose25", "coco17"): frozenset(),
+    ("kinect_v1", "coco17"): frozenset({"nose"}),
+    ("kinect_v1", "unik17"): frozenset({"nose"}),
+    ("kinect_v1", "ntu25"): frozenset({"neck"}),
+    ("lcrnet13", "coco17"): frozenset({"nose"}),
+    ("lcrnet13", "unik17"): frozenset({"nose", "neck", "chest", "mid_hip"}),
+    ("penn13", "coco17"): frozenset({"nose"}),
+    ("penn13", "unik17"): frozenset({"nose", "neck", "chest", "mid_hip"}),
 }
 
 #: other names of the same layouts
 ALIASES = {"kinect25": "ntu25", "kinect_v2": "ntu25", "coco": "coco17", "h36m": "h36m17",
-           "body25": "openpose25", "mediapipe": "mediapipe33"}
+           "body25": "openpose25", "mediapipe": "mediapipe33", "kinect20": "kinect_v1",
+           "utkinect": "kinect_v1", "lcrnet": "lcrnet13", "penn_action": "penn13"}
 for _alias, _name in ALIASES.items():
     JOINTS[_alias] = JOINTS[_name]
 
@@ -261,6 +337,21 @@ def synthesized(src: str, dst: str) -> list[str]:
     return [n for n in JOINTS[_check(dst)] if n in out]
 
 
+def missing(src: str, dst: str) -> list[str]:
+    """Names of the ``dst`` joints that converting from ``src`` cannot build (coordinates 0,
+    score 0): a joint with no source, or built from such a joint on the way."""
+    out: set[str] = set()
+    for a, b in _path(src, dst):
+        w, used = _matrix(a, b)
+        names_a, step = JOINTS[a], set()
+        for i, name in enumerate(JOINTS[b]):
+            srcs = np.flatnonzero(used[i])
+            if srcs.size == 0 or any(names_a[j] in out for j in srcs):
+                step.add(name)
+        out = step
+    return [n for n in JOINTS[_check(dst)] if n in out]
+
+
 def synthesized_mask(src: str, dst: str) -> np.ndarray:
     """Boolean (V_dst,) mask of synthesized joints, see :func:`synthesized`."""
     names = set(synthesized(src, dst))
@@ -276,7 +367,8 @@ def convert(
     """Convert keypoints (..., V_src, C) and scores (..., V_src) to ``dst_layout``.
 
     Returns (keypoint (..., V_dst, C) in the input's float dtype, scores (..., V_dst) or None).
-    A target joint's score is the minimum of the scores of the joints it is built from.
+    A target joint's score is the minimum of the scores of the joints it is built from; a
+    missing joint (no source) has coordinates 0 and score 0.
     """
     kp = np.asarray(keypoint)
     sc = None if scores is None else np.asarray(scores)
@@ -291,6 +383,26 @@ def convert(
         kp = np.einsum("ds,...sc->...dc", w, kp.astype(np.float64, copy=False))
         if sc is not None:
             big = np.where(used, sc[..., None, :], np.inf)  # (..., Vdst, Vsrc)
-            sc = big.min(axis=-1).astype(sc.dtype, copy=False)
+            low = np.where(used.any(axis=-1), big.min(axis=-1), 0)
+            sc = low.astype(sc.dtype, copy=False)
     kp = np.asarray(kp, dtype=dtype)
     return kp, sc
+
+
+def layouts_with(num: int) -> list[str]:
+    """Canonical names of the layouts with ``num`` joints (aliases left out)."""
+    return [n for n in LAYOUTS if len(JOINTS[n]) == num]
+
+
+def check_layout(layout: str, num: int, what: str = "arrays") -> None:
+    """ValueError unless ``layout`` has ``num`` joints; the message names the layouts that fit."""
+    name = _check(layout)
+    if len(JOINTS[name]) == num:
+        return
+    fits = layouts_with(num)
+    named = [f"{n} ({', '.join(a for a, c in ALIASES.items() if c == n)})"
+             if any(c == n for c in ALIASES.values()) else n for n in fits]
+    hint = f"layouts with {num} joints: {', '.join(named)}" if fits else (
+        f"no known layout has {num} joints")
+    raise ValueError(f"{what} have {num} joints but layout {layout!r} has {len(JOINTS[name])}; "
+                     f"{hint}")

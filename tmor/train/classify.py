@@ -29,13 +29,16 @@ class ClassifyConfig:
     split_train: str | None = "train"
     split_test: str | None = "test"
     init: str | None = None  # checkpoint; None trains from scratch
-    epochs: int = 30
+    epochs: int | None = None  # default: 30, or more to reach min_steps (see resolve_schedule)
+    min_steps: int = 1500  # floor of optimizer steps when epochs is not given (small sets)
+    warmup: float = 0.05  # fraction of the steps with a linear learning-rate warm-up
+    metric: str = "top1"  # picks the best epoch: top1 | mean_class_accuracy (Smarthome)
     batch_size: int = 32
     lr: float | None = None  # default: 0.1 (sgd) / 1e-3 (adamw); linear probe: 0.01 (adamw)
     optimizer: str = "sgd"  # "sgd" | "adamw"
     weight_decay: float = 5e-4
     frames: int | None = None  # default: the checkpoint's, else 64
-    channels: int | None = None  # default: the checkpoint's in_channels, else 2
+    channels: int | None = None  # default: the checkpoint's in_channels, else 3 for 3D data, 2
     max_persons: int | None = None  # default: the checkpoint's num_persons, else 2
     layout: str | None = None  # convert the data to this layout (the checkpoint's by default)
     data_layout: str = "coco17"  # layout of pickles that do not say
@@ -46,8 +49,28 @@ class ClassifyConfig:
     num_workers: int = 0
 
 
-def resolve_spec(cfg: Any, ckpt: dict | None) -> InputSpec:
-    """Input T / C / M / layout: explicit options, else the checkpoint's, else defaults."""
+def resolve_schedule(cfg: ClassifyConfig, n_train: int) -> tuple[int, int]:
+    """(epochs, total optimizer steps). Given epochs are kept; without them the run lasts
+    max(30 epochs, ``min_steps`` steps), so a set of a few hundred samples still gets ~1.5k
+    steps instead of ~100."""
+    per_epoch = max(1, n_train // cfg.batch_size + (n_train % cfg.batch_size >= 2))
+    epochs = cfg.epochs
+    if epochs is None:
+        epochs = max(30, -(-cfg.min_steps // per_epoch))
+    return int(epochs), int(epochs) * per_epoch
+
+
+def lr_factor(step: int, total: int, warmup: float) -> float:
+    """Linear warm-up over ``warmup`` of the steps, then cosine to 0 (per optimizer step)."""
+    w = int(total * warmup)
+    if step < w:
+        return (step + 1) / w
+    return 0.5 * (1 + float(np.cos(np.pi * (step - w) / max(total - w, 1))))
+
+
+def resolve_spec(cfg: Any, ckpt: dict | None, data_channels: int = 2) -> InputSpec:
+    """Input T / C / M / layout: explicit options, else the checkpoint's, else defaults (C: the
+    data's own, ``data_channels``; layout: the data's own)."""
     mc = (ckpt or {}).get("model_config") or {}
     tc = (ckpt or {}).get("train_config") or {}
 
@@ -62,7 +85,7 @@ def resolve_spec(cfg: Any, ckpt: dict | None) -> InputSpec:
 
     return InputSpec(
         frames=int(pick(getattr(cfg, "frames", None), "frames", "num_frames", "T", default=64)),
-        channels=int(cfg.channels or mc.get("in_channels") or 2),
+        channels=int(cfg.channels or mc.get("in_channels") or data_channels),
         max_persons=int(cfg.max_persons or mc.get("num_persons") or 2),
         layout=pick(cfg.layout, "layout", "dst_layout", default=None),
     )
@@ -164,8 +187,12 @@ def run_classification(cfg: ClassifyConfig, train: LoadedData | None = None,
     k = len(classes)
     if not train.samples or not test.samples:
         raise ValueError(f"empty split: {len(train.samples)} train, {len(test.samples)} test")
+    from tmor.train.data import data_channels
+
     ckpt = peek_checkpoint(cfg.init)
-    spec = resolve_spec(cfg, ckpt)
+    spec = resolve_spec(cfg, ckpt, data_channels(train.samples))
+    if cfg.metric not in ("top1", "top5", "mean_class_accuracy"):
+        raise ValueError(f"metric {cfg.metric!r}: choose top1, top5 or mean_class_accuracy")
     test_ds = ClassificationDataset(test.samples, spec)
     x_test, y_test = stack_inputs(test_ds)
     num_joints = x_test.shape[3]
@@ -194,9 +221,13 @@ def run_classification(cfg: ClassifyConfig, train: LoadedData | None = None,
                               weight_decay=cfg.weight_decay)
     else:
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1))
     n_train = len(train.samples)
-    for epoch in range(cfg.epochs):
+    epochs, total_steps = resolve_schedule(cfg, n_train)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: lr_factor(step, total_steps, cfg.warmup))
+    eval_every = -(-epochs // 50)  # at most ~50 evaluations, and always the last epoch
+    log(f"schedule: {epochs} epochs, {total_steps} steps, input {asdict(spec)}")
+    for epoch in range(epochs):
         perm = rng.permutation(n_train)
         losses = []
         if linear:
@@ -209,6 +240,7 @@ def run_classification(cfg: ClassifyConfig, train: LoadedData | None = None,
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
+                sched.step()
                 losses.append(loss.item())
             with torch.no_grad():
                 scores = torch.softmax(head(f_test.to(device)), -1).cpu().numpy()
@@ -226,9 +258,11 @@ def run_classification(cfg: ClassifyConfig, train: LoadedData | None = None,
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
+                sched.step()
                 losses.append(loss.item())
+            if (epoch + 1) % eval_every and epoch != epochs - 1:
+                continue
             scores = _predict(model, x_test, device, cfg.batch_size)
-        sched.step()
         ev = evaluate_scores(scores, y_test, classes)
         row = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else None,
                **{m: ev[m] for m in ("top1", "top5", "mean_class_accuracy")}}
@@ -238,7 +272,7 @@ def run_classification(cfg: ClassifyConfig, train: LoadedData | None = None,
         extra = {"classes": classes, "epoch": epoch, "metrics": row, "task": "classification",
                  "input_spec": asdict(spec)}
         save_checkpoint(fsio.join(cfg.out, "last.pt"), encoder, head, asdict(cfg), **extra)
-        if best is None or ev["top1"] > best["top1"]:
+        if best is None or ev[cfg.metric] > best[cfg.metric]:
             best, best_scores = {**ev, "epoch": epoch}, scores
             save_checkpoint(fsio.join(cfg.out, "best.pt"), encoder, head, asdict(cfg), **extra)
     assert best is not None and best_scores is not None
@@ -248,7 +282,7 @@ def run_classification(cfg: ClassifyConfig, train: LoadedData | None = None,
     results = {
         "task": "classification", "mode": cfg.mode, "init": cfg.init, "classes": classes,
         "chance": 1.0 / k, "num_train": n_train, "num_test": len(y_test),
-        "best": best, "last": {**last, "epoch": cfg.epochs - 1},
+        "metric": cfg.metric, "best": best, "last": {**last, "epoch": epochs - 1},
         "confusion": cm.tolist(), "history": history, "seconds": time.time() - t0,
         "config": asdict(cfg), "input_spec": asdict(spec),
     }

@@ -49,7 +49,11 @@ class LoadedData:
 
 
 def _ann_to_sample(ann: dict[str, Any], layout: str, label: int) -> SkeletonSample:
+    from tmor.skeleton.layouts import check_layout
+
     kp = np.asarray(ann["keypoint"], np.float32)
+    check_layout(str(ann.get("layout", layout)), int(kp.shape[2]),
+                 f"{ann.get('frame_dir', '?')}: keypoint {kp.shape} (set --data-layout)")
     score = ann.get("keypoint_score")
     kp3 = None
     if kp.shape[-1] == 3:  # 3D (pyskl's NTU annotations, tmor's 3D export): x, y, z
@@ -107,9 +111,11 @@ def load_shards_split(root: str, split: str | None, holdout: float = 0.2,
                       classes: Sequence[str] | None = None) -> LoadedData:
     """Samples of triplet shards under ``root``.
 
-    split: a name of the card's import split (sample names are keys or frame_dirs), or "train" /
-    "test" for a deterministic hash hold-out of ``holdout`` of the samples when the card has no
-    such split, or None for all samples. Labels index ``classes`` (default: sorted label names).
+    split: a name of the card's import split (sample names are keys or frame_dirs), else a name
+    in the samples' own ``splits`` (the benchmark importers write both), else "train" / "test"
+    for a deterministic hash hold-out of ``holdout`` of the samples, or None for all samples.
+    Labels index ``classes``; default: the card's ``split_classes[split]`` (e.g. Smarthome's 19
+    cross-view classes), else the segments' class list, else the sorted label names.
     """
     from tmor.shards.card import read_corpus_card
     from tmor.shards.exporters import iter_triplets
@@ -118,21 +124,29 @@ def load_shards_split(root: str, split: str | None, holdout: float = 0.2,
     all_labels = {str(t.label) for t in triplets if t.label is not None}
     seg_classes = next((t.meta["classes"] for t in triplets if t.meta.get("classes")), None)
     try:
-        card_split = (read_corpus_card(root).get("import") or {}).get("split") or {}
+        card = read_corpus_card(root).get("import") or {}
     except Exception:  # noqa: BLE001 - a folder of tars without a card
-        card_split = {}
+        card = {}
+    card_split = card.get("split") or {}
+    own = {s for t in triplets for s in t.meta.get("splits") or []}
     if split is not None:
         if split in card_split:
             keep = {str(n) for n in card_split[split]}
             triplets = [t for t in triplets
                         if t.key in keep or str(t.meta.get("frame_dir")) in keep]
+        elif split in own:
+            triplets = [t for t in triplets if split in (t.meta.get("splits") or [])]
         elif split in ("train", "test"):
             test = split == "test"
             triplets = [t for t in triplets if _holdout(t.key, holdout) == test]
         else:
-            raise ValueError(f"{root}: no split {split!r}")
+            known = sorted(set(card_split) | own) or ["train", "test (hash hold-out)"]
+            raise ValueError(f"{root}: no split {split!r}; it has {', '.join(known)}")
+    split_classes = (card.get("split_classes") or {}).get(split or "")
     if classes is not None:
         names = list(classes)
+    elif split_classes:
+        names = [str(c) for c in split_classes]
     elif seg_classes:
         names = [str(c) for c in seg_classes]
     else:
@@ -170,6 +184,11 @@ class InputSpec:
     channels: int = 2
     max_persons: int = 2
     layout: str | None = None  # convert to this joint layout (None: keep the data's)
+
+
+def data_channels(samples: Sequence[SkeletonSample]) -> int:
+    """3 when every sample carries 3D joints (3D data stays 3D), else 2."""
+    return 3 if samples and all(s.keypoint_3d is not None for s in samples) else 2
 
 
 def sample_to_input(s: SkeletonSample, spec: InputSpec,
