@@ -29,17 +29,30 @@ def run_stage_command(command: str, root: str, cli_values: dict, runner: object,
 
 
 def plan_inputs(input: str, root: str, shard_size: int, columns: list[str] | None) -> None:
-    """Read the input list and add its new keys to the corpus plan."""
+    """Add the input list's new keys to the corpus plan: idempotent, under the plan lock, and
+    nothing is read when this list was planned before (any number of workers may run it)."""
     from rich import print as rprint
 
-    from tmor.manifests.inputs import read_inputs
+    from tmor.manifests.inputs import input_fingerprint, read_inputs
     from tmor.manifests.plan import write_plan
 
-    rows, report = read_inputs(input, parse_pairs(columns, "--column"))
-    if report["duplicates"]:
+    column_map = parse_pairs(columns, "--column")
+    found: dict = {}
+
+    def rows():
+        table, found["report"] = read_inputs(input, column_map)
+        return table
+
+    plan = write_plan(root, rows, shard_size, fingerprint=input_fingerprint(input, column_map),
+                      source=input)
+    report = found.get("report") or {}
+    if report.get("duplicates"):
         rprint(f"[yellow]{report['duplicates']} duplicate rows kept once[/] "
                f"(e.g. {report['duplicate_examples']})")
-    plan = write_plan(root, rows, shard_size)
+    if plan.skipped:
+        rprint(f"plan: {input} is already planned ({plan.rows} rows), {plan.total_shards} "
+               "shards in all")
+        return
     rprint(f"plan: {plan.rows} rows, {plan.new_keys} new keys in {len(plan.new_shards)} new "
            f"shard(s), {plan.already_planned} already planned, {plan.total_shards} shards in all")
 
