@@ -104,12 +104,16 @@ def defaults_from(module: str, cls: str, fields: dict[str, str] | None = None
 
 
 def escape_markup(app: Any) -> Any:
-    """Escape ``[`` in every option's help of ``app``'s commands, so that Rich shows
-    ``[default: ...]`` and other bracketed text instead of taking it as a style tag."""
+    """Finish the help of ``app``'s options: flags that are off say ``[default: no]``, and ``[``
+    is escaped so that Rich shows ``[default: ...]`` and other bracketed text instead of taking
+    it as a style tag."""
     for command in app.registered_commands:
         for p in inspect.signature(command.callback).parameters.values():
             info = p.default
             text = getattr(info, "help", None)
-            if isinstance(text, str):
-                info.help = re.sub(r"(?<!\\)\[", r"\\[", text)
+            if not isinstance(text, str):
+                continue
+            if getattr(info, "default", None) is False and "[default:" not in text:
+                text = f"{text} [default: no]"
+            info.help = re.sub(r"(?<!\\)\[", r"\\[", text)
     return app
