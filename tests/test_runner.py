@@ -191,6 +191,7 @@ def test_two_local_workers_produce_the_same_corpus(tmp_path, videos_dir, corpus)
     write_plan(root2, df, shard_size=4)
     pool = run_stage(DigestStage(), root2, _quiet(workers=2))
     assert pool["ok"] == single["ok"] == 13
+    assert pool["this_run"]["processed"] == 13  # progress read from disk counts both processes
     assert committed_view(root2, "digest") == committed_view(corpus, "digest")
     workers = set(L.read_stage_ledgers(root2, "digest")["worker"])
     assert all(w.endswith("/2") for w in workers)  # done by workers of a 2-process pool
@@ -211,6 +212,9 @@ def test_slurm_executor_through_submitit_local(tmp_path, corpus, monkeypatch):
 def test_worker_index_partitions_and_steals(corpus):
     s = run_stage(DigestStage(), corpus, _quiet(worker_index=1, num_workers=2))
     assert s["shards_committed"] == 4  # takes its own shards first, then steals the rest
+    assert s["this_run"]["this_worker"] == {"worker": "1/2", "shards": 4, "processed": 13,
+                                            "ok": 13}
+    assert s["complete"] and json.loads((Path(corpus) / "corpus.json").read_text())["digest"]
 
 
 def test_fsspec_root_on_memory_filesystem(videos_dir):

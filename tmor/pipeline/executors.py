@@ -30,6 +30,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from tmor import fsio
 from tmor.manifests.plan import plan_shards, planning_in_progress
 from tmor.pipeline import report
 from tmor.pipeline.progress import Poller, StageProgress, pending_counts, wait_until
@@ -178,8 +179,6 @@ def _run_slurm(stage: Stage, root: str, opts: RunnerOptions, console: Console
         import submitit
     except ImportError as e:
         raise RuntimeError("--executor slurm needs submitit: pip install 'tmor[slurm]'") from e
-    from tmor import fsio
-
     s = opts.slurm
     folder = s.folder or fsio.join(root, "_slurm", stage.name)
     executor = submitit.AutoExecutor(folder=folder, cluster=s.cluster)
@@ -244,7 +243,10 @@ def run_stage(
     many = slot is not None or opts.executor == "slurm" or opts.workers > 1
     label = f"{stage.name} (all workers)" if many else stage.name
     bar = _ProgressBar(label, total, opts.progress, console)
-    poller = Poller(StageProgress(root, stage.name, shards, since), bar)
+    redo = opts.retry_failed or opts.overwrite
+    local = fsio.is_local(fsio.filesystem(root)[0])
+    poller = Poller(StageProgress(root, stage.name, shards, since, redo), bar,
+                    interval_s=1.0 if local else 10.0)
     with bar.progress, poller:
         if slot is not None:
             outcomes = run_worker(stage, root, opts, slot[0], slot[1])

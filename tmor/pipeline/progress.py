@@ -60,10 +60,15 @@ class StageProgress:
     """Counts (ok, failed) of the results of ``stage`` finished at or after ``since`` in
     ``shards``, from the ledgers and the work folders; each :meth:`poll` reads only what changed."""
 
-    def __init__(self, root: str, stage: str, shards: list[int], since: float):
+    def __init__(self, root: str, stage: str, shards: list[int], since: float,
+                 redo: bool = False):
         self.root, self.stage, self.since = root, stage, since
         self.shards = set(shards)
-        self._start_stamps = {s: _stamp(L.ledger_url(root, stage, s)) for s in shards}
+        committed = set(L.committed_shards(root, stage)) & self.shards
+        if not redo:  # shards committed before the run are skipped: never look at them again
+            self.shards -= committed
+            committed = set()
+        self._start_stamps = {s: _stamp(L.ledger_url(root, stage, s)) for s in committed}
         self._ledgers: dict[int, tuple[str | None, int, int]] = {}
         self._records: dict[tuple[int, str], tuple[bool, bool]] = {}  # -> (recent, ok)
 
@@ -104,8 +109,11 @@ class StageProgress:
                    if n.isdigit()} & self.shards
         ok = failed = 0
         for shard in sorted(committed | working):
-            stamp = _stamp(L.ledger_url(self.root, self.stage, shard)) if shard in committed \
-                else None
+            stamp = None
+            if shard in committed:
+                cached = self._ledgers.get(shard)
+                stamp = cached[0] if cached and shard not in self._start_stamps else _stamp(
+                    L.ledger_url(self.root, self.stage, shard))
             if stamp is not None and stamp != self._start_stamps.get(shard):
                 o, f = self._ledger_counts(shard, stamp)  # committed during this run
             elif shard in working:
