@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 
 from tmor.cli.defaults import defaults_from, escape_markup
-from tmor.cli.errors import debug_option, run_app
+from tmor.cli.errors import debug_option, guard_commands, run_app
 from tmor.cli.options import parse_pairs, with_runner_options
 
 app = typer.Typer(
@@ -417,6 +417,7 @@ def export_cmd(
 
 
 escape_markup(app)  # "[default: ...]" in help texts is shown, not taken as Rich markup
+guard_commands(app, "tmor-data")  # known errors: one line on stderr, exit 2
 
 
 def main() -> None:

@@ -4,8 +4,10 @@ traceback only with ``--debug`` anywhere on the command line, or ``TMOR_DEBUG=1`
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -36,8 +38,42 @@ def debug_enabled() -> bool:
     return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
+def _is_click(error: BaseException) -> bool:
+    """typer.Exit / Abort / BadParameter: click's own control flow (Exit is a RuntimeError)."""
+    return any(c.__module__.endswith("click.exceptions") for c in type(error).__mro__)
+
+
+def report(error: BaseException, prog: str) -> None:
+    """Print ``error`` as the one line a user sees."""
+    typer.echo(f"{prog}: error: {one_line(error)} (--debug or {DEBUG_ENV}=1 for the "
+               "traceback)", err=True)
+
+
+def guard_commands(app: typer.Typer, prog: str) -> typer.Typer:
+    """Wrap every command of ``app``: a known error prints one line and exits 2, however the app
+    is invoked (console script, ``python -m``, torchrun, typer's test runner)."""
+    for command in app.registered_commands:
+        command.callback = _guarded(command.callback, prog)
+    return app
+
+
+def _guarded(fn: Callable[..., Any], prog: str) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except KNOWN_ERRORS as e:
+            if _is_click(e) or debug_enabled():
+                raise
+            report(e, prog)
+            raise typer.Exit(EXIT_ERROR) from None
+
+    return wrapper
+
+
 def run_app(app: typer.Typer, prog: str, argv: list[str] | None = None) -> Any:
-    """Run a typer app as ``prog``: known errors -> one stderr line, exit 2."""
+    """Run a typer app as ``prog``; ``--debug`` anywhere on the line turns on tracebacks, and a
+    known error escaping outside a command still prints one line and exits 2."""
     args = list(sys.argv[1:] if argv is None else argv)
     if "--debug" in args:
         args = [a for a in args if a != "--debug"]
@@ -45,11 +81,9 @@ def run_app(app: typer.Typer, prog: str, argv: list[str] | None = None) -> Any:
     try:
         return app(args=args, prog_name=prog)
     except KNOWN_ERRORS as e:
-        if debug_enabled():
+        if _is_click(e) or debug_enabled():
             raise
-        hint = "" if isinstance(e, SystemExit) else f" (rerun with --debug or {DEBUG_ENV}=1 " \
-            "for the traceback)"
-        typer.echo(f"{prog}: error: {one_line(e)}{hint}", err=True)
+        report(e, prog)
         sys.exit(EXIT_ERROR)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import typer
 
 from tmor.cli.defaults import defaults_from, escape_markup
-from tmor.cli.errors import debug_option, run_app
+from tmor.cli.errors import debug_option, guard_commands, run_app
 
 app = typer.Typer(
     help="Pre-train a UNIK skeleton encoder on triplet shards and transfer it.",
@@ -248,6 +248,7 @@ def zero_shot_cmd(
 
 
 escape_markup(app)  # "[default: ...]" in help texts is shown, not taken as Rich markup
+guard_commands(app, "tmor-train")  # known errors: one line on stderr, exit 2
 
 
 def main() -> None:
