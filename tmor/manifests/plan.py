@@ -37,6 +37,8 @@ def plan_url(root: str, shard: int | None = None) -> str:
 
 MANIFEST = "_plan.json"  # written last, under the plan lock: the plan's commit marker
 LOCK = ".lock"
+#: a planner holding the lock longer than this (on another host) is taken for dead
+LOCK_TIMEOUT_S = 3600.0
 
 
 def manifest_url(root: str) -> str:
@@ -74,7 +76,7 @@ def plan_shard_rows(root: str) -> dict[int, int]:
     manifest = read_manifest(root)
     if manifest is not None:
         return {int(k): int(v) for k, v in sorted(manifest["shards"].items())}
-    if lock_held(lock_url(root)):
+    if lock_held(lock_url(root), LOCK_TIMEOUT_S):
         return {}  # a first plan is being written: none of it is committed yet
     return _listed_shard_rows(root)
 
@@ -86,7 +88,7 @@ def plan_shards(root: str) -> list[int]:
 
 def planning_in_progress(root: str) -> bool:
     """True while another process holds the plan lock."""
-    return lock_held(lock_url(root))
+    return lock_held(lock_url(root), LOCK_TIMEOUT_S)
 
 
 def read_plan_shard(root: str, shard: int) -> pd.DataFrame:
@@ -170,12 +172,13 @@ def write_plan(root: str, rows: pd.DataFrame | Callable[[], pd.DataFrame],
     done = already_planned(root, fingerprint)
     if done is not None:
         return done
-    with file_lock(lock_url(root)):
+    with file_lock(lock_url(root), timeout_s=LOCK_TIMEOUT_S, stale_s=LOCK_TIMEOUT_S):
         done = already_planned(root, fingerprint)
         if done is not None:
             return done
         manifest = read_manifest(root)
-        counts = plan_shard_rows(root) if manifest is None else {
+        # without a manifest (a plan from before it existed), the shard files are the plan
+        counts = _listed_shard_rows(root) if manifest is None else {
             int(k): int(v) for k, v in manifest["shards"].items()}
         table = rows() if callable(rows) else rows
         known = planned_keys(root, list(counts))
