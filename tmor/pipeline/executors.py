@@ -274,4 +274,7 @@ def run_stage(
     if slot is None or summary["complete"]:
         update_corpus_card(root, stage.name, {"config": stage.card(), "summary": summary})
     console.print(report.stats_table([summary], f"{stage.name}: {root}"))
+    per_worker = report.workers_table([summary])
+    if per_worker is not None:
+        console.print(per_worker)
     return summary
