@@ -41,7 +41,8 @@ def write_kinetics_csv(path: Path, rows: int, seed: int = 0) -> None:
 
 
 def timed(argv: list[str]) -> dict[str, float]:
-    """Wall seconds and peak RSS (MB) of one child process; raises when it fails."""
+    """Wall seconds, CPU seconds (user + system: what a busy machine inflates least) and peak
+    RSS (MB) of one child process; raises when it fails."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     t0 = time.monotonic()
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -51,7 +52,8 @@ def timed(argv: list[str]) -> dict[str, float]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}):\n{err[-2000:]}")
-    return {"seconds": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+    return {"seconds": round(wall, 2), "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
 
 
 def main() -> None:
@@ -79,6 +81,8 @@ def main() -> None:
         out["replan"] = timed(step)
         if not args.no_status:
             out["status"] = timed([*cli, "status", "--root", root])
+    out["load_avg_1m"] = round(os.getloadavg()[0], 1)
+    out["cpus"] = os.cpu_count()
     goal = {"plan_s": 20, "plan_rss_mb": 1024, "replan_s": 10}
     out["goal"] = goal
     out["meets_goal"] = (out["plan"]["seconds"] < goal["plan_s"]  # type: ignore[index]
