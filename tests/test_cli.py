@@ -206,3 +206,11 @@ def test_a_stage_that_raises_on_every_sample_exits_nonzero_and_commits_nothing(
     assert len(lines) == 1 and "model is broken" in lines[0], done.stderr
     assert "left uncommitted" in lines[0]
     assert L.committed_shards(str(root), "digest") == []
+
+
+def test_deliberate_exit_codes_pass_through_the_error_guard(tmp_path):
+    """`validate` ends with typer.Exit(1) on a bad corpus: that is its answer, not an error."""
+    from tmor.cli.errors import _is_click
+
+    assert _is_click(typer.Exit(1)) and _is_click(typer.BadParameter("x"))
+    assert not _is_click(RuntimeError("x"))

@@ -40,7 +40,8 @@ def debug_enabled() -> bool:
 
 def _is_click(error: BaseException) -> bool:
     """typer.Exit / Abort / BadParameter: click's own control flow (Exit is a RuntimeError)."""
-    return any(c.__module__.endswith("click.exceptions") for c in type(error).__mro__)
+    return any(c.__module__.endswith(("click.exceptions", "typer.exceptions"))
+               for c in type(error).__mro__)
 
 
 def report(error: BaseException, prog: str) -> None:
