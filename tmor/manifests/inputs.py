@@ -186,6 +186,11 @@ def _read_source(url: str) -> tuple[pd.DataFrame, str | None]:
 
 def _texts(col: pd.Series) -> pd.Series:
     """Each value as stripped text (object dtype); missing or blank values -> None."""
+    if pd.api.types.is_string_dtype(col.dtype) and col.dtype != object:
+        # strings held by pandas / arrow: strip there, without a Python object per cell first
+        out = col.str.strip().to_numpy(dtype=object, na_value=None)
+        out[out == ""] = None
+        return pd.Series(out, index=col.index, dtype=object)
     values = col.astype(object).to_numpy()
     out = np.full(len(values), None, dtype=object)
     present = ~pd.isna(values)
