@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -84,3 +85,57 @@ def test_plan_is_stable_under_reordering_and_extension(tmp_path):
     # clips of one source share a shard on first planning
     first = read_plan(root)
     assert first.groupby("source")["shard"].nunique().loc[["s0", "s1"]].eq(1).all()
+
+
+def test_a_plan_from_before_the_manifest_is_extended_not_overwritten(tmp_path):
+    from tmor.manifests.plan import manifest_url
+
+    rows = pd.DataFrame(
+        {"key": [sample_key(f"s{i}", 0.0, 1.0) for i in range(6)],
+         "source": [f"s{i}" for i in range(6)], "start": [0.0] * 6, "end": [1.0] * 6})
+    root = str(tmp_path / "c")
+    write_plan(root, rows.iloc[:4], shard_size=2)
+    os.unlink(manifest_url(root))  # as an older tmor left it
+    report = write_plan(root, rows, shard_size=2, fingerprint="list-v2")
+    assert report.new_keys == 2 and report.new_shards == [2] and plan_shards(root) == [0, 1, 2]
+    assert read_plan(root)["key"].is_unique
+    again = write_plan(root, lambda: pytest.fail("a planned list is not read again"),
+                       shard_size=2, fingerprint="list-v2")
+    assert again.skipped and again.total_shards == 3
+
+
+def test_keys_of_many_rows_are_the_keys_of_each_row():
+    from tmor.manifests.keys import sample_keys
+
+    sources = ["https://www.youtube.com/watch?v=abc", "/data/x.mp4", "s3://b/y.mp4", "z"]
+    starts = [0.0, None, float("nan"), 12.3456]
+    ends = [10.0, 5.0, None, 13.0]
+    assert sample_keys(sources, starts, ends) == [
+        sample_key(s, a, b) for s, a, b in zip(sources, starts, ends, strict=True)]
+
+
+def test_blank_cells_times_and_extra_columns_read_as_before(tmp_path):
+    path = tmp_path / "list.csv"
+    path.write_text("youtube_id,time_start,time_end,label,split,note\n"
+                    "abc, 1.5 ,3,  run ,train,\n"
+                    ",,,,test, x \n"
+                    "def,nan,4,,,\n")
+    with pytest.raises(InputError, match="row 1: empty source"):
+        read_inputs(str(path))
+    path.write_text("youtube_id,url,time_start,time_end,label,split,note\n"
+                    "abc,,1.5,3, run ,train,\n"
+                    ",https://e.org/v.mp4,,,,test, x \n"
+                    "def,,nan,4,,,\n")
+    df, _ = read_inputs(str(path))
+    assert df["source"].tolist() == ["https://www.youtube.com/watch?v=abc",
+                                     "https://e.org/v.mp4", "https://www.youtube.com/watch?v=def"]
+    assert df["source_kind"].tolist() == ["youtube", "url", "youtube"]
+    assert df["start"].iloc[0] == 1.5 and pd.isna(df["start"].iloc[1])
+    assert pd.isna(df["start"].iloc[2]) and df["end"].iloc[2] == 4.0
+    assert df["label"].tolist() == ["run", None, None]
+    assert [json.loads(m) for m in df["meta"]] == [{"split": "train"},
+                                                  {"note": " x ", "split": "test"}, {}]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("url,start\nhttps://e.org/a.mp4,soon\n")
+    with pytest.raises(InputError, match="row 0: start='soon' is not a number"):
+        read_inputs(str(bad))

@@ -111,3 +111,25 @@ def test_pack_reports_unreadable_pose_as_bad_input(tmp_path):
     row = {"key": "k", "source": "x", "label": None, "caption": None}
     (res,) = PackStage().process(iter([Sample("k", row, members={"pose": {"pose.npz": b"xx"}})]))
     assert not res.ok and res.error.error_class.value == "bad_input"
+
+
+def test_pack_command_finishes_once_with_the_filters_used(tmp_path):
+    """`tmor-data pack` (run_registered) writes the card with the filters given on the command
+    line, and a rerun over the same committed ledgers does not finish again."""
+    from tmor.pipeline.runner import RunnerOptions as Opts
+    from tmor.pipeline.stages import get_stage, run_registered
+
+    root = str(tmp_path / "corpus")
+    build_upstream(root)
+    spec = get_stage("pack")
+    quiet = Console(file=io.StringIO())
+    run_registered(spec, root, {"min_seconds": 0.25, "min_mean_score": 0.0}, Opts(progress=False),
+                   quiet)
+    card = read_corpus_card(root)
+    filters = card["triplets"]["filters"]
+    assert filters["min_seconds"] == 0.25 and filters["min_mean_score"] == 0.0
+    stamp = card["finished"]["triplets"]
+    (tmp_path / "corpus" / "triplets" / "index.parquet").unlink()
+    run_registered(spec, root, {"min_seconds": 0.25}, Opts(progress=False), quiet)
+    assert not (tmp_path / "corpus" / "triplets" / "index.parquet").exists()  # not finished again
+    assert read_corpus_card(root)["finished"]["triplets"] == stamp

@@ -61,4 +61,4 @@ def test_show_writes_a_contact_sheet_and_an_mp4(root, tmp_path):
     assert info.frames == len(pose["frame_index"]) and (info.width, info.height) == (320, 240)
 
     r = CliRunner().invoke(data_app, ["show", "nokey", "--root", str(root), "-o", str(sheet)])
-    assert r.exit_code == 1 and "not found" in r.output
+    assert r.exit_code == 2 and "not found" in r.output

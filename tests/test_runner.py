@@ -86,24 +86,89 @@ def test_run_commits_every_shard_and_rerun_skips(corpus):
     assert ledger["digest_prefix"].str.len().eq(8).all()
 
 
-def test_crash_inside_shard_is_recorded_and_retry_failed_redoes_only_those(corpus):
-    summary = run_stage(DigestStage(crash_after=2), corpus, _quiet())
-    # shards of 4, 4, 4, 1: the stage dies after 2 samples in each of the first three
-    assert summary["failed_by_class"]["transient"] == 6 and summary["ok"] == 7
-    errors = L.read_stage_ledgers(corpus, "digest")["error"].dropna()
-    assert errors.str.contains("simulated model crash").all()
-    fixed = run_stage(DigestStage(), corpus, _quiet(retry_failed=True))
-    assert fixed["ok"] == 13 and fixed["this_run"]["processed"] == 6
+def test_a_stage_that_raises_stops_the_worker_and_leaves_the_shard_uncommitted(corpus):
+    from tmor.pipeline.runner import StageFailed
+
+    with pytest.raises(StageFailed, match="simulated model crash") as caught:
+        run_stage(DigestStage(crash_after=2), corpus, _quiet())
+    assert "shard 000000 left uncommitted; 2 finished sample(s) kept" in str(caught.value)
+    assert L.committed_shards(corpus, "digest") == []  # the worker stopped at its first shard
+    work = Path(corpus) / "digest" / "_work" / "000000"
+    assert len(list(work.glob("*.record.json"))) == 2
+    # the rerun resumes: the two finished samples are not redone
+    fixed = run_stage(DigestStage(), corpus, _quiet())
+    assert fixed["ok"] == 13 and fixed["this_run"]["processed"] == 11
 
 
-def test_permanent_failures_are_not_retried(corpus):
-    stage = DigestStage(fail_marker="ucf101")
-    first = run_stage(stage, corpus, _quiet())
-    assert first["failed"] == 2 and first["ok"] == 11
-    ledger = L.read_stage_ledgers(corpus, "digest")
-    assert set(ledger.loc[ledger.status == "failed", "error_class"]) == {"transient"}
+class SameFailure(Stage):
+    """A stage that catches its own crash and reports it per sample: every sample fails the same
+    unexpected way (a model that fails on everything)."""
+
+    name = "digest"
+
+    def __init__(self, message: str = "model returned garbage"):
+        self.message = message
+
+    def process(self, samples):
+        for s in samples:
+            yield Result(s.key, error=SampleError(ErrorClass.TRANSIENT, self.message))
+
+
+def test_leading_identical_failures_stop_the_worker_unsaved(corpus):
+    from tmor.pipeline.runner import StageFailed
+
+    with pytest.raises(StageFailed, match="first 3 samples failed the same way"):
+        run_stage(SameFailure(), corpus, _quiet(max_same_failures=3))
+    assert L.committed_shards(corpus, "digest") == []
+    assert not list((Path(corpus) / "digest").glob("_work/*/*.record.json"))  # none kept
+
+
+def test_a_device_error_on_one_sample_stops_the_worker(corpus):
+    from tmor.pipeline.runner import StageFailed
+
+    with pytest.raises(StageFailed, match="CUDA out of memory"):
+        run_stage(SameFailure("CUDA out of memory. Tried to allocate 2.00 GiB"), corpus,
+                  _quiet(max_same_failures=100))
+    assert L.committed_shards(corpus, "digest") == []
+
+
+class MixedFailures(Stage):
+    """ucf101 clips fail permanently, ntu clips transiently; ``fixed`` makes transient ones
+    succeed (the network came back). Records which sources it was given."""
+
+    name = "digest"
+
+    def __init__(self, fixed: bool = False):
+        self.fixed = fixed
+        self.seen: list[str] = []
+
+    def process(self, samples):
+        for s in samples:
+            self.seen.append(s.row["source"])
+            if "ucf101" in s.row["source"]:
+                yield Result(s.key, error=SampleError(ErrorClass.PERMANENT, f"gone {s.key}"))
+            elif "ntu" in s.row["source"] and not self.fixed:
+                yield Result(s.key, error=SampleError(ErrorClass.TRANSIENT, f"timeout {s.key}"))
+            else:
+                yield Result(s.key, members={"txt": b"x"})
+
+
+def test_retry_failed_redoes_transient_failures_and_leaves_permanent_ones(corpus):
+    first = run_stage(MixedFailures(), corpus, _quiet())
+    by_class = first["failed_by_class"]
+    assert by_class["permanent"] == 2 and by_class["transient"] == 2
+    before = L.read_stage_ledgers(corpus, "digest").set_index("key")
+    permanent = before.index[before["error_class"] == "permanent"]
+    transient = before.index[before["error_class"] == "transient"]
+    stage = MixedFailures(fixed=True)
     second = run_stage(stage, corpus, _quiet(retry_failed=True))
-    assert second["this_run"]["processed"] == 2  # only the transient ones, still failing
+    assert second["this_run"]["processed"] == len(transient) == 2
+    assert stage.seen and not any("ucf101" in src for src in stage.seen)  # never handed over
+    after = L.read_stage_ledgers(corpus, "digest").set_index("key")
+    assert (after.loc[permanent, "error_class"] == "permanent").all()
+    assert (after.loc[permanent, "finished_at"] == before.loc[permanent, "finished_at"]).all()
+    assert (after.loc[transient, "status"] == "ok").all()
+    assert second["failed_by_class"] == {**by_class, "transient": 0}
 
 
 def test_partial_work_survives_and_is_reused(corpus):
@@ -126,6 +191,7 @@ def test_two_local_workers_produce_the_same_corpus(tmp_path, videos_dir, corpus)
     write_plan(root2, df, shard_size=4)
     pool = run_stage(DigestStage(), root2, _quiet(workers=2))
     assert pool["ok"] == single["ok"] == 13
+    assert pool["this_run"]["processed"] == 13  # progress read from disk counts both processes
     assert committed_view(root2, "digest") == committed_view(corpus, "digest")
     workers = set(L.read_stage_ledgers(root2, "digest")["worker"])
     assert all(w.endswith("/2") for w in workers)  # done by workers of a 2-process pool
@@ -146,6 +212,9 @@ def test_slurm_executor_through_submitit_local(tmp_path, corpus, monkeypatch):
 def test_worker_index_partitions_and_steals(corpus):
     s = run_stage(DigestStage(), corpus, _quiet(worker_index=1, num_workers=2))
     assert s["shards_committed"] == 4  # takes its own shards first, then steals the rest
+    assert s["this_run"]["this_worker"] == {"worker": "1/2", "shards": 4, "processed": 13,
+                                            "ok": 13}
+    assert s["complete"] and json.loads((Path(corpus) / "corpus.json").read_text())["digest"]
 
 
 def test_fsspec_root_on_memory_filesystem(videos_dir):

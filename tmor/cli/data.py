@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import typer
 
+from tmor.cli.defaults import defaults_from, escape_markup
+from tmor.cli.errors import debug_option, guard_commands, run_app
 from tmor.cli.options import parse_pairs, with_runner_options
 
 app = typer.Typer(
@@ -12,6 +14,16 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+@app.callback()
+def _app_options(
+    debug: bool = typer.Option(False, "--debug", help="show the traceback of an error "
+                               "(anywhere on the line; also TMOR_DEBUG=1)"),
+) -> None:
+    """Errors print one line and exit 2; --debug shows their traceback."""
+    debug_option(debug)
+
 
 # ---- stages ------------------------------------------------------------------------------------
 
@@ -29,17 +41,30 @@ def run_stage_command(command: str, root: str, cli_values: dict, runner: object,
 
 
 def plan_inputs(input: str, root: str, shard_size: int, columns: list[str] | None) -> None:
-    """Read the input list and add its new keys to the corpus plan."""
+    """Add the input list's new keys to the corpus plan: idempotent, under the plan lock, and
+    nothing is read when this list was planned before (any number of workers may run it)."""
     from rich import print as rprint
 
-    from tmor.manifests.inputs import read_inputs
+    from tmor.manifests.inputs import input_fingerprint, read_inputs
     from tmor.manifests.plan import write_plan
 
-    rows, report = read_inputs(input, parse_pairs(columns, "--column"))
-    if report["duplicates"]:
+    column_map = parse_pairs(columns, "--column")
+    found: dict = {}
+
+    def rows():
+        table, found["report"] = read_inputs(input, column_map)
+        return table
+
+    plan = write_plan(root, rows, shard_size, fingerprint=input_fingerprint(input, column_map),
+                      source=input)
+    report = found.get("report") or {}
+    if report.get("duplicates"):
         rprint(f"[yellow]{report['duplicates']} duplicate rows kept once[/] "
                f"(e.g. {report['duplicate_examples']})")
-    plan = write_plan(root, rows, shard_size)
+    if plan.skipped:
+        rprint(f"plan: {input} is already planned ({plan.rows} rows), {plan.total_shards} "
+               "shards in all")
+        return
     rprint(f"plan: {plan.rows} rows, {plan.new_keys} new keys in {len(plan.new_shards)} new "
            f"shard(s), {plan.already_planned} already planned, {plan.total_shards} shards in all")
 
@@ -62,6 +87,7 @@ def plan_cmd(
 
 @app.command("fetch")
 @with_runner_options
+@defaults_from("tmor.pipeline.fetch", "FetchConfig")
 def fetch_cmd(
     input: str = typer.Argument(None, help=INPUT_HELP + "; omit to use the existing plan"),
     root: str = ROOT,
@@ -81,7 +107,7 @@ def fetch_cmd(
     yaml_cfg=None,
 ) -> None:
     """Download each clip's time range, cut it exactly, and normalize it (fetch/NNNNNN.tar)."""
-    if input is not None and (runner.worker_index is None or runner.worker_index == 0):
+    if input is not None:  # every worker may: idempotent, under the plan lock
         plan_inputs(input, root, shard_size, column)
     cli = {"allow_local": allow_local or None, "max_height": max_height, "fps": fps,
            "short_side": short_side, "keep_audio": keep_audio, "timeout_s": timeout_s,
@@ -91,6 +117,7 @@ def fetch_cmd(
 
 @app.command("extract-pose")
 @with_runner_options
+@defaults_from("tmor.pipeline.pose.stage", "PoseConfig")
 def extract_pose_cmd(
     root: str = ROOT,
     backend: str = typer.Option(None, help="ultralytics | mediapipe | rtmlib | mmpose"),
@@ -114,6 +141,7 @@ def extract_pose_cmd(
 
 @app.command("caption")
 @with_runner_options
+@defaults_from("tmor.pipeline.caption", "CaptionConfig")
 def caption_cmd(
     root: str = ROOT,
     model: str = typer.Option(None, help="video-language model for zero-shot naming"),
@@ -130,6 +158,7 @@ def caption_cmd(
 
 @app.command("embed")
 @with_runner_options
+@defaults_from("tmor.pipeline.embed", "EmbedConfig")
 def embed_cmd(
     root: str = ROOT,
     model: str = typer.Option(None, help="open_clip:ARCH:PRETRAINED | viclip:PATH"),
@@ -145,6 +174,7 @@ def embed_cmd(
 
 @app.command("pack")
 @with_runner_options
+@defaults_from("tmor.pipeline.pack", "PackConfig")
 def pack_cmd(
     root: str = ROOT,
     min_frames_with_person: int = typer.Option(None, help="drop clips with fewer [8]"),
@@ -177,7 +207,7 @@ def run_cmd(
     from tmor.pipeline.run_all import run_all
     from tmor.pipeline.stages import STAGES
 
-    if input is not None and (runner.worker_index is None or runner.worker_index == 0):
+    if input is not None:  # every worker may: idempotent, under the plan lock
         plan_inputs(input, root, shard_size, column)
     sections = {spec.name: spec.options(yaml_cfg) for spec in STAGES}
     if allow_local:
@@ -188,16 +218,23 @@ def run_cmd(
         sections["embed"]["model"] = embed_model
     if sections["embed"].get("model"):
         sections["caption"].setdefault("model", sections["embed"]["model"])
-    try:
-        run_all(root, sections, runner)
-    except RuntimeError as e:
-        typer.secho(f"error: {e}", fg="red", err=True)
-        raise typer.Exit(1) from None
+    run_all(root, sections, runner)
 
 
 @app.command("status")
-def status_cmd(root: str = ROOT) -> None:
-    """Per-stage counts, failures by class and seconds per sample."""
+def status_cmd(
+    root: str = ROOT,
+    as_json: bool = typer.Option(False, "--json", help="print the status as one JSON object"),
+) -> None:
+    """Per-stage counts, failures by class, seconds per sample, shards in progress and
+    per-worker totals (read from the ledgers and work folders)."""
+    if as_json:
+        import json
+
+        from tmor.pipeline.report import corpus_status
+
+        typer.echo(json.dumps(corpus_status(root), default=str))
+        return
     from tmor.pipeline.report import print_status
 
     print_status(root)
@@ -209,7 +246,8 @@ def status_cmd(root: str = ROOT) -> None:
 def show_cmd(
     key: str = typer.Argument(..., help="the sample key"),
     root: str = ROOT,
-    output: str = typer.Option(..., "--output", "-o", help="out.mp4, or sheet.png / .jpg"),
+    out: str = typer.Option(None, "--out", "-o", help="out.mp4, or sheet.png / .jpg"),
+    output: str = typer.Option(None, "--output", hidden=True, help="old name of --out"),
     tiles: int = typer.Option(8, help="frames in a contact sheet"),
     cols: int = typer.Option(4, help="columns of a contact sheet"),
     tile_width: int = typer.Option(320, help="width of a contact sheet tile in pixels"),
@@ -218,13 +256,12 @@ def show_cmd(
     from tmor.pipeline.pose.draw import find_clip, render
     from tmor.skeleton.npz import decode_pose
 
-    try:
-        mp4, npz = find_clip(root, key)
-    except FileNotFoundError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from e
+    out = out or output
+    if not out:
+        raise typer.BadParameter("give the output file", param_hint="--out")
+    mp4, npz = find_clip(root, key)
     pose = decode_pose(npz)
-    path = render(mp4, pose, output, tiles=tiles, cols=cols, tile_width=tile_width)
+    path = render(mp4, pose, out, tiles=tiles, cols=cols, tile_width=tile_width)
     typer.echo(f"{path}: {pose['keypoint'].shape[0]} people, {len(pose['frame_index'])} frames")
 
 
@@ -291,13 +328,23 @@ def validate_cmd(
 def stats_cmd(
     root: str = ROOT,
     plots: bool = typer.Option(True, help="write PNG plots into <root>/stats/"),
+    as_json: bool = typer.Option(False, "--json", help="print the measured summary and the "
+                                 "card as one JSON object (no table)"),
 ) -> None:
     """The corpus card as a table, plus plots of lengths, people, scores and labels."""
     from rich.console import Console
 
     from tmor.shards.stats import render_table, stats
 
-    _, rows, written = stats(root, plots=plots)
+    summary, rows, written = stats(root, plots=plots)
+    if as_json:
+        import json
+
+        from tmor.shards.card import read_corpus_card
+
+        typer.echo(json.dumps({"summary": summary, "card": read_corpus_card(root),
+                               "plots": written}, default=str))
+        return
     console = Console()
     console.print(render_table(rows, f"corpus {root}"))
     for url in written:
@@ -375,7 +422,8 @@ def import_cmd(
 def export_cmd(
     root: str = ROOT,
     to: str = typer.Option("pyskl", "--to", "--format", help="pyskl | stgcn"),
-    out: str = typer.Option(..., help="output file: .pkl (pyskl) or .npy (stgcn data)"),
+    out: str = typer.Option(..., "--out", "-o", help="output file: .pkl (pyskl) or .npy "
+                            "(stgcn data)"),
     label_out: str = typer.Option(None, help="stgcn: label pickle [<out>_label.pkl]"),
     channels: int = typer.Option(3, help="stgcn: 2 (x, y) or 3 (3D, else x, y, score)"),
     max_frames: int = typer.Option(None, help="stgcn: cut clips to this many frames"),
@@ -398,9 +446,13 @@ def export_cmd(
     typer.echo(json.dumps(summary))
 
 
+escape_markup(app)  # "[default: ...]" in help texts is shown, not taken as Rich markup
+guard_commands(app, "tmor-data")  # known errors: one line on stderr, exit 2
+
+
 def main() -> None:
-    """Entry point of ``tmor-data``."""
-    app()
+    """Entry point of ``tmor-data``: known errors print one line and exit 2."""
+    run_app(app, "tmor-data")
 
 
 if __name__ == "__main__":

@@ -9,31 +9,79 @@ from typing import Any
 
 import typer
 
+from tmor.cli.defaults import config_defaults, with_default
 from tmor.config import build, load_yaml
 
+RUNNER_PANEL = "Runner (how the stage runs)"
+SLURM_PANEL = "Slurm (--executor slurm)"
+_RUN = config_defaults("tmor.pipeline.runner", "RunnerOptions")
+_SLURM = config_defaults("tmor.pipeline.runner", "SlurmOptions")
+
+
+def _runner(help_text: str, default_of: str | None = None, *names: str, panel: str = RUNNER_PANEL,
+            slurm: bool = False, hidden: bool = False, default: Any = None) -> Any:
+    if default_of is not None:
+        help_text = with_default(help_text, (_SLURM if slurm else _RUN)[default_of])
+    return typer.Option(default, *names, help=help_text, rich_help_panel=panel, hidden=hidden,
+                        show_default=default is not None)
+
+
+#: (parameter, annotation, typer option): the runner options every stage command takes
 _RUNNER_OPTIONS: list[tuple[str, Any, Any]] = [
-    ("config", str | None, typer.Option(None, help="YAML file setting any option, by section")),
-    ("workers", int | None, typer.Option(None, help="local worker processes [1]")),
-    ("executor", str | None, typer.Option(None, help="local | slurm [local]")),
-    ("worker_index", int | None, typer.Option(
-        None, help="run as worker I of N of an outside scheduler (default SLURM_ARRAY_TASK_ID)")),
-    ("num_workers", int | None, typer.Option(None, help="N for --worker-index; array size")),
-    ("retry_failed", bool, typer.Option(False, help="redo transient and rate-limited failures")),
-    ("overwrite", bool, typer.Option(False, help="redo every shard of this stage")),
-    ("shards", str | None, typer.Option(None, help="only these shards, e.g. 0,3,5")),
-    ("partition", str | None, typer.Option(None, help="slurm partition")),
-    ("time_min", int | None, typer.Option(None, help="slurm time per task, min [240]")),
-    ("gpus", int | None, typer.Option(None, help="slurm GPUs per task [0]")),
-    ("cpus", int | None, typer.Option(None, help="slurm CPUs per task [8]")),
-    ("mem_gb", int | None, typer.Option(None, help="slurm memory per task, GB [32]")),
-    ("array_parallelism", int | None, typer.Option(None, help="slurm tasks at once [64]")),
-    ("slurm_folder", str | None, typer.Option(None, help="submitit log folder")),
-    ("progress", bool, typer.Option(True, help="show a progress bar")),
+    ("config", str | None, _runner("YAML file setting any option, by section (runner:, fetch:, "
+                                   "pose:, ...)", None, "--config", "-c")),
+    ("executor", str | None, _runner("local | slurm", "executor")),
+    ("workers", int | None, _runner("local worker processes", "workers")),
+    ("worker_index", int | None, _runner(
+        "run as worker I of --worker-count N of an outside scheduler [default: "
+        "SLURM_ARRAY_TASK_ID when set]")),
+    ("worker_count", int | None, _runner(
+        "N: workers of an outside scheduler, or array tasks of --executor slurm [default: "
+        "SLURM_ARRAY_TASK_COUNT, else --workers]")),
+    ("num_workers", int | None, _runner("old name of --worker-count", None, "--num-workers",
+                                        hidden=True)),
+    ("retry_failed", bool, _runner("redo transient and rate-limited failures (permanent ones "
+                                   "stay)", None, "--retry-failed", default=False)),
+    ("overwrite", bool, _runner("redo every shard of this stage", None, "--overwrite",
+                                default=False)),
+    ("shard_ids", str | None, _runner(
+        "only these shards of the plan, e.g. 0,3,5 [default: every shard]")),
+    ("shards", str | None, _runner("old name of --shard-ids", None, "--shards", hidden=True)),
+    ("max_same_failures", int | None, _runner(
+        "stop the worker when the first N samples of a shard fail the same unexpected way",
+        "max_same_failures")),
+    ("progress", bool, _runner("show a progress bar (counts every worker's results)", None,
+                               "--progress/--no-progress", default=True)),
+    ("partition", str | None, _runner("partition [default: the cluster's]", panel=SLURM_PANEL)),
+    ("time_min", int | None, _runner("time limit per task, minutes", "time_min",
+                                     panel=SLURM_PANEL, slurm=True)),
+    ("gpus", int | None, _runner("GPUs per task", "gpus_per_task", panel=SLURM_PANEL,
+                                 slurm=True)),
+    ("cpus", int | None, _runner("CPUs per task", "cpus_per_task", panel=SLURM_PANEL,
+                                 slurm=True)),
+    ("mem_gb", int | None, _runner("memory per task, GB", "mem_gb", panel=SLURM_PANEL,
+                                   slurm=True)),
+    ("array_parallelism", int | None, _runner("array tasks running at once",
+                                              "array_parallelism", panel=SLURM_PANEL,
+                                              slurm=True)),
+    ("slurm_folder", str | None, _runner("submitit logs [default: <root>/_slurm/<stage>]",
+                                         panel=SLURM_PANEL)),
 ]
 
 
+def _ids(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"shard ids are integers separated by commas, got {text!r}",
+                                 param_hint="--shard-ids") from None
+
+
 def runner_options(values: dict[str, Any], yaml_cfg: dict[str, Any]):
-    """RunnerOptions from the YAML ``runner:`` section and the command line."""
+    """RunnerOptions from the YAML ``runner:`` section and the command line (old option names
+    still accepted)."""
     from tmor.pipeline.runner import RunnerOptions
 
     slurm = {
@@ -42,12 +90,14 @@ def runner_options(values: dict[str, Any], yaml_cfg: dict[str, Any]):
         "mem_gb": values["mem_gb"], "array_parallelism": values["array_parallelism"],
         "folder": values["slurm_folder"],
     }
-    shards = values["shards"]
+    count = values["worker_count"] if values["worker_count"] is not None else \
+        values["num_workers"]
     cli = {
         "workers": values["workers"], "executor": values["executor"],
-        "worker_index": values["worker_index"], "num_workers": values["num_workers"],
+        "worker_index": values["worker_index"], "num_workers": count,
         "retry_failed": values["retry_failed"] or None, "overwrite": values["overwrite"] or None,
-        "shards": [int(s) for s in shards.split(",")] if shards else None,
+        "shards": _ids(values["shard_ids"] or values["shards"]),
+        "max_same_failures": values["max_same_failures"],
         "progress": values["progress"], "slurm": slurm,
     }
     return build(RunnerOptions, yaml_cfg.get("runner"), cli)

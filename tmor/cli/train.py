@@ -6,20 +6,36 @@ from __future__ import annotations
 
 import typer
 
+from tmor.cli.defaults import defaults_from, escape_markup
+from tmor.cli.errors import debug_option, guard_commands, run_app
+
 app = typer.Typer(
     help="Pre-train a UNIK skeleton encoder on triplet shards and transfer it.",
     no_args_is_help=True,
     add_completion=False,
 )
 
+
+@app.callback()
+def _app_options(
+    debug: bool = typer.Option(False, "--debug", help="show the traceback of an error "
+                               "(anywhere on the line; also TMOR_DEBUG=1)"),
+) -> None:
+    """Errors print one line and exit 2; --debug shows their traceback."""
+    debug_option(debug)
+
+
 # ---- pre-training ------------------------------------------------------------------------------
 
 
 @app.command("pretrain")
+@defaults_from("tmor.train.config", "PretrainConfig",
+               {"out": "out_dir", "loader_workers": "num_workers"})
 def pretrain_cmd(
     shards: str = typer.Option(None, help="triplet shards: brace pattern, list or folder"),
     config: str = typer.Option(None, "--config", "-c", help="YAML of PretrainConfig fields"),
-    out_dir: str = typer.Option(None, "--out-dir", "-o", help="run folder [runs/pretrain]"),
+    out: str = typer.Option(None, "--out", "-o", help="run folder"),
+    out_dir: str = typer.Option(None, "--out-dir", hidden=True, help="old name of --out"),
     stage: int = typer.Option(None, help="1: L_MM + L_MV; 2: L_MT [1]"),
     init: str = typer.Option(None, help="checkpoint to start from (stage 2: stage 1's)"),
     losses: str = typer.Option(None, help="subset: none | M | M+V | M+V+T (or mm,mv,mt)"),
@@ -38,7 +54,9 @@ def pretrain_cmd(
     min_samples: int = typer.Option(None, help="DBSCAN min_samples [10]"),
     queue_size: int = typer.Option(None, help="memory queue entries per pair [16384]"),
     ckpt_every: int = typer.Option(None, help="checkpoint every N steps, 0: per epoch [1000]"),
-    num_workers: int = typer.Option(None, help="reader workers per rank [2]"),
+    loader_workers: int = typer.Option(None, help="DataLoader workers per rank"),
+    num_workers: int = typer.Option(None, "--num-workers", hidden=True,
+                                    help="old name of --loader-workers"),
     device: str = typer.Option(None, help="auto | cpu | cuda [auto]"),
     seed: int = typer.Option(None, help="seed [0]"),
     deterministic: bool = typer.Option(None, help="deterministic algorithms [no]"),
@@ -55,11 +73,12 @@ def pretrain_cmd(
     from tmor.train.pretrain import run_pretrain
 
     given = {k: v for k, v in dict(
-        shards=shards, out_dir=out_dir, stage=stage, init=init, epochs=epochs,
+        shards=shards, out_dir=out or out_dir, stage=stage, init=init, epochs=epochs,
         max_steps=max_steps, batch_size=batch_size, epoch_samples=epoch_samples, frames=frames,
         channels=channels, layout=layout, max_persons=max_persons, optimizer=optimizer, lr=lr,
         amp=amp, eps=eps, min_samples=min_samples, queue_size=queue_size, ckpt_every=ckpt_every,
-        num_workers=num_workers, device=device, seed=seed, deterministic=deterministic,
+        num_workers=num_workers if loader_workers is None else loader_workers, device=device,
+        seed=seed, deterministic=deterministic,
     ).items() if v is not None}
     if losses is not None:
         given["losses"] = parse_losses(losses)
@@ -79,13 +98,16 @@ def train_embed_cmd(
     shards: str = typer.Option(..., help="triplet shards: brace pattern, list or folder"),
     out: str = typer.Option(..., "--out", "-o", help="output parquet: key, index, embedding"),
     batch_size: int = typer.Option(256, help="samples per forward"),
-    num_workers: int = typer.Option(2, help="reader workers"),
+    loader_workers: int = typer.Option(2, help="DataLoader workers"),
+    num_workers: int = typer.Option(None, "--num-workers", hidden=True,
+                                    help="old name of --loader-workers"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
 ) -> None:
     """Motion embeddings of every sample of a corpus with a pre-trained encoder."""
     from tmor.train.embed import embed_to_parquet
 
-    n = embed_to_parquet(ckpt, shards, out, batch_size, num_workers, device)
+    workers = loader_workers if num_workers is None else num_workers
+    n = embed_to_parquet(ckpt, shards, out, batch_size, workers, device)
     typer.echo(f"{n} embeddings -> {out}")
 
 
@@ -119,7 +141,7 @@ def _classify_command(mode: str, section: str, doc: str):
 
     def command(
         data: str = T_DATA,
-        out: str = typer.Option(None, help="output folder [runs/transfer]"),
+        out: str = typer.Option(None, "--out", "-o", help="output folder"),
         split_train: str = typer.Option(None, help="train split name [train]"),
         split_test: str = typer.Option(None, help="test split name [test]"),
         init: str = T_INIT,
@@ -156,7 +178,7 @@ def _classify_command(mode: str, section: str, doc: str):
         _print_summary(results, ("top1", "top5", "mean_class_accuracy"))
 
     command.__doc__ = doc
-    return command
+    return defaults_from("tmor.train.classify", "ClassifyConfig")(command)
 
 
 app.command("linear-probe")(_classify_command(
@@ -168,10 +190,11 @@ app.command("finetune")(_classify_command(
 
 
 @app.command("detect")
+@defaults_from("tmor.train.detect", "DetectConfig")
 def detect_cmd(
     data: str = T_DATA,
     mode: str = typer.Option(None, help="finetune | linear [finetune]"),
-    out: str = typer.Option(None, help="output folder [runs/detect]"),
+    out: str = typer.Option(None, "--out", "-o", help="output folder"),
     split_train: str = typer.Option(None, help="train split name [train]"),
     split_test: str = typer.Option(None, help="test split name [test]"),
     init: str = T_INIT,
@@ -201,12 +224,13 @@ def detect_cmd(
 
 
 @app.command("zero-shot")
+@defaults_from("tmor.train.zeroshot", "ZeroShotConfig")
 def zero_shot_cmd(
     ckpt: str = typer.Option(..., "--ckpt", help="pre-training checkpoint (encoder + heads)"),
     classes: str = typer.Option(..., "--classes", help="class names, one a line, in id order"),
     data: str = T_DATA,
     split: str = typer.Option(None, help="split to evaluate [test]"),
-    out: str = typer.Option(None, help="write results.json and scores.npy here"),
+    out: str = typer.Option(None, "--out", "-o", help="write results.json and scores.npy here"),
     text_encoder: str = typer.Option(None, help="embed-stage spec [the checkpoint's]"),
     template: list[str] = typer.Option(None, "--template", help="prompt, e.g. 'a person {}.'"),
     with_video: bool = typer.Option(None, "--with-video", help="average in the video embedding"),
@@ -230,9 +254,13 @@ def zero_shot_cmd(
         "top1", "top5", "mean_class_accuracy", "chance", "num_samples", "with_video")}))
 
 
+escape_markup(app)  # "[default: ...]" in help texts is shown, not taken as Rich markup
+guard_commands(app, "tmor-train")  # known errors: one line on stderr, exit 2
+
+
 def main() -> None:
-    """Entry point of ``tmor-train``."""
-    app()
+    """Entry point of ``tmor-train``: known errors print one line and exit 2."""
+    run_app(app, "tmor-train")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ videos) into normalized rows: source, source_kind, start, end, label, caption, m
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -10,10 +11,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from tmor import fsio
-from tmor.manifests.keys import sample_key
+from tmor.manifests.keys import sample_keys
 
 VIDEO_EXTENSIONS = (
     ".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv",
@@ -136,16 +138,9 @@ def read_inputs(
         raise InputError(
             f"unknown column mapping target(s) {sorted(unknown)}; use {list(COLUMN_ALIASES)}"
         )
-    fs, path = fsio.filesystem(url)
-    base_dir: str | None
-    if fsio.is_local(fs) and os.path.isdir(path):
-        df, base_dir = _folder_rows(Path(path)), path
-    else:
-        if not fs.exists(path):
-            raise InputError(f"{url}: no such input list or folder")
-        df = _read_table(url)
-        base_dir = os.path.dirname(os.path.abspath(path)) if fsio.is_local(fs) else None
+    df, base_dir = _read_source(url)
     columns = [str(c) for c in df.columns]
+    df.columns = columns
     picked = {ours: _pick(columns, ours, column_map) for ours in COLUMN_ALIASES}
     src_cols = [picked[c] for c in ("youtube_id", "url", "path") if picked[c]]
     if not src_cols:
@@ -154,39 +149,141 @@ def read_inputs(
             " map yours with --column url=<name>"
         )
     used = {c for c in picked.values() if c}
-    rows = []
-    for i, rec in enumerate(df.to_dict("records")):
-        if picked["youtube_id"] and _text(rec[picked["youtube_id"]]):
-            source = f"https://www.youtube.com/watch?v={_text(rec[picked['youtube_id']])}"
-            kind = "youtube"
-        else:
-            value = next((_text(rec[c]) for c in src_cols if _text(rec[c])), None)
-            if value is None:
-                raise InputError(f"row {i}: empty source ({', '.join(src_cols)})")
-            source, kind = classify_source(value, base_dir)
-        start = _time(rec[picked["start"]], "start", i) if picked["start"] else None
-        end = _time(rec[picked["end"]], "end", i) if picked["end"] else None
-        meta = {k: rec[k] for k in columns if k not in used and _text(rec[k]) is not None}
-        rows.append(
-            {
-                "key": sample_key(source, start, end),
-                "source": source,
-                "source_kind": kind,
-                "start": start,
-                "end": end,
-                "label": _text(rec[picked["label"]]) if picked["label"] else None,
-                "caption": _text(rec[picked["caption"]]) if picked["caption"] else None,
-                "meta": json.dumps(meta, default=str, sort_keys=True),
-            }
-        )
-    out = pd.DataFrame(rows, columns=NORMALIZED_COLUMNS)
+    source, kind = _sources(df, picked["youtube_id"], src_cols, base_dir)
+    start = _times(df[picked["start"]], "start") if picked["start"] else _nan_floats(len(df))
+    end = _times(df[picked["end"]], "end") if picked["end"] else _nan_floats(len(df))
+    out = pd.DataFrame({
+        "key": sample_keys(source, start.tolist(), end.tolist()),
+        "source": source,
+        "source_kind": kind,
+        "start": start,
+        "end": end,
+        "label": _optional_text(df, picked["label"]),
+        "caption": _optional_text(df, picked["caption"]),
+        "meta": _meta(df, [c for c in columns if c not in used]),
+    }, columns=NORMALIZED_COLUMNS)
     dup_mask = out.duplicated("key")
     report = {
         "rows": len(out),
         "duplicates": int(dup_mask.sum()),
         "duplicate_examples": out.loc[dup_mask, "source"].head(3).tolist(),
     }
-    out = out.loc[~dup_mask].reset_index(drop=True)
-    out["start"] = out["start"].astype("float64")
-    out["end"] = out["end"].astype("float64")
+    if report["duplicates"]:
+        out = out.loc[~dup_mask].reset_index(drop=True)
     return out, report
+
+
+def _read_source(url: str) -> tuple[pd.DataFrame, str | None]:
+    """The raw table of an input list or folder, and the folder relative paths resolve against."""
+    fs, path = fsio.filesystem(url)
+    if fsio.is_local(fs) and os.path.isdir(path):
+        return _folder_rows(Path(path)), path
+    if not fs.exists(path):
+        raise InputError(f"{url}: no such input list or folder")
+    base_dir = os.path.dirname(os.path.abspath(path)) if fsio.is_local(fs) else None
+    return _read_table(url), base_dir
+
+
+def _texts(col: pd.Series) -> pd.Series:
+    """Each value as stripped text (object dtype); missing or blank values -> None."""
+    if pd.api.types.is_string_dtype(col.dtype) and col.dtype != object:
+        # strings held by pandas / arrow: strip there, without a Python object per cell first
+        out = col.str.strip().to_numpy(dtype=object, na_value=None)
+        out[out == ""] = None
+        return pd.Series(out, index=col.index, dtype=object)
+    values = col.astype(object).to_numpy()
+    out = np.full(len(values), None, dtype=object)
+    present = ~pd.isna(values)
+    if present.any():
+        stripped = pd.Series(values[present]).astype(str).str.strip().to_numpy(dtype=object)
+        idx = np.flatnonzero(present)
+        keep = stripped != ""
+        out[idx[keep]] = stripped[keep]
+    return pd.Series(out, index=col.index, dtype=object)
+
+
+def _nan_floats(n: int) -> pd.Series:
+    return pd.Series(np.full(n, np.nan), dtype="float64")
+
+
+def _times(col: pd.Series, what: str) -> pd.Series:
+    """Seconds as float64 (NaN when missing); a value that is not a number is an InputError."""
+    text = _texts(col)
+    values = pd.to_numeric(text, errors="coerce").astype("float64")
+    for i in np.flatnonzero((text.notna() & values.isna()).to_numpy()):
+        values.iloc[i] = _time(text.iloc[i], what, int(i))  # 'nan', 'inf' or an error
+    return values.reset_index(drop=True).astype("float64")
+
+
+def _optional_text(df: pd.DataFrame, column: str | None) -> pd.Series:
+    return _texts(df[column]).reset_index(drop=True) if column else pd.Series(
+        [None] * len(df), dtype=object)
+
+
+def _sources(
+    df: pd.DataFrame, youtube_col: str | None, src_cols: list[str], base_dir: str | None
+) -> tuple[list[str], list[str]]:
+    """(source, source_kind) of every row: a youtube id wins, else the first non-empty column."""
+    n = len(df)
+    texts = {c: _texts(df[c]).tolist() for c in src_cols}
+    youtube = texts[youtube_col] if youtube_col else [None] * n
+    source: list[str] = [""] * n
+    kind: list[str] = [""] * n
+    for i in range(n):
+        yt = youtube[i]
+        if yt is not None:
+            source[i], kind[i] = "https://www.youtube.com/watch?v=" + yt, "youtube"
+            continue
+        value = next((texts[c][i] for c in src_cols if texts[c][i] is not None), None)
+        if value is None:
+            raise InputError(f"row {i}: empty source ({', '.join(src_cols)})")
+        source[i], kind[i] = classify_source(value, base_dir)
+    return source, kind
+
+
+def _meta(df: pd.DataFrame, extra: list[str]) -> list[str]:
+    """Per row, the JSON of the other columns' non-blank values (keys sorted)."""
+    if not extra:
+        return ["{}"] * len(df)
+    parts = []
+    for name in sorted(extra):
+        col = df[name]
+        prefix = json.dumps(name) + ": "
+        blank = _texts(col).isna().to_numpy()
+        try:
+            codes, uniques = pd.factorize(col, use_na_sentinel=True)
+        except TypeError:  # unhashable values (lists in a jsonl list): one by one
+            values = col.astype(object).tolist()
+            parts.append([None if b else prefix + json.dumps(v, default=str)
+                          for v, b in zip(values, blank, strict=True)])
+            continue
+        encoded = [prefix + json.dumps(v, default=str) for v in pd.Series(uniques).tolist()]
+        parts.append([None if b or c < 0 else encoded[c]
+                      for c, b in zip(codes, blank, strict=True)])
+    rows = zip(*parts, strict=True)
+    return ["{" + ", ".join(p for p in row if p is not None) + "}" for row in rows]
+
+
+def input_fingerprint(url: str, column_map: Mapping[str, str] | None = None) -> str:
+    """A digest that changes when the input list (or folder) or the column mapping changes:
+    sha256 of a local file's bytes, of a folder's video names, sizes and times, or of a remote
+    object's size and etag / modification time."""
+    h = hashlib.sha256(json.dumps(sorted((column_map or {}).items())).encode())
+    fs, path = fsio.filesystem(url)
+    if fsio.is_local(fs) and os.path.isdir(path):
+        for p in sorted(Path(path).rglob("*")):
+            if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS:
+                st = p.stat()
+                h.update(f"{p.relative_to(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        return h.hexdigest()
+    if not fs.exists(path):
+        raise InputError(f"{url}: no such input list or folder")
+    if fsio.is_local(fs):
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+    info = fs.info(path)
+    keys = ("size", "ETag", "etag", "md5Hash", "crc32c", "mtime", "LastModified", "updated")
+    h.update(json.dumps({k: str(info[k]) for k in keys if k in info}, sort_keys=True).encode())
+    return h.hexdigest()

@@ -90,3 +90,17 @@ def write_ledger(root: str, stage: str, shard: int, rows: list[dict[str, Any]]) 
     df = pd.DataFrame([{c: _cell(r.get(c)) for c in columns} for r in rows], columns=columns)
     with fsio.atomic_open(ledger_url(root, stage, shard)) as f:
         df.to_parquet(f, index=False)
+
+
+def ledgers_stamp(root: str, stage: str) -> str:
+    """A digest of the stage's committed ledgers (names, sizes, modification times): it changes
+    whenever a shard is committed or recommitted."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for shard in committed_shards(root, stage):
+        fs, path = fsio.filesystem(ledger_url(root, stage, shard))
+        info = fs.info(path)
+        when = info.get("mtime") or info.get("LastModified") or info.get("created") or ""
+        h.update(f"{shard}:{info.get('size')}:{when}\n".encode())
+    return h.hexdigest()

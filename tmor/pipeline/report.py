@@ -12,8 +12,9 @@ from rich.table import Table
 from tmor import fsio
 from tmor.errors import ErrorClass
 from tmor.manifests import ledger as L
-from tmor.manifests.plan import plan_shards, read_plan_shard
+from tmor.manifests.plan import plan_shard_rows, plan_shards
 from tmor.pipeline.stages import STAGE_NAMES
+from tmor.pipeline.workdir import RECORD_SUFFIX
 
 
 def summarize_stage(root: str, stage: str, wall_s: float | None = None) -> dict[str, Any]:
@@ -40,13 +41,49 @@ def summarize_stage(root: str, stage: str, wall_s: float | None = None) -> dict[
     for column in ("bytes_downloaded", "frames"):
         if column in df:
             out[column] = int(df[column].fillna(0).sum())
+    out["workers"] = worker_totals(df)
+    out["in_progress"] = in_progress(root, stage)
     if wall_s:
         out["wall_s"] = wall_s
     return out
 
 
+def worker_totals(df: Any) -> dict[str, dict[str, int]]:
+    """worker (host:pid:index/count) -> {shards, ok, failed} of committed ledger rows."""
+    if not len(df) or "worker" not in df:
+        return {}
+    out = {}
+    for worker, rows in df.groupby(df["worker"].fillna("?").astype(str)):
+        ok = int((rows["status"] == "ok").sum())
+        out[str(worker)] = {"shards": int(rows["shard"].nunique()) if "shard" in rows else 0,
+                            "ok": ok, "failed": len(rows) - ok}
+    return out
+
+
+def in_progress(root: str, stage: str) -> dict[str, int]:
+    """Uncommitted shards with finished samples in ``<stage>/_work/``, and those samples."""
+    committed = set(L.committed_shards(root, stage))
+    shards = samples = 0
+    work = fsio.join(root, stage, "_work")
+    for name in fsio.listdir(work):
+        if name.isdigit() and int(name) not in committed:
+            shards += 1
+            samples += sum(n.endswith(RECORD_SUFFIX) and not n.startswith(".tmp-")
+                           for n in fsio.listdir(fsio.join(work, name)))
+    return {"shards": shards, "samples": samples}
+
+
 def planned_samples(root: str) -> int:
-    return sum(len(read_plan_shard(root, s)) for s in plan_shards(root))
+    return sum(plan_shard_rows(root).values())
+
+
+def corpus_status(root: str) -> dict[str, Any]:
+    """Everything ``status`` shows, as one JSON-ready dict."""
+    rows = plan_shard_rows(root)
+    return {"root": root, "planned_shards": len(rows), "planned_samples": sum(rows.values()),
+            "stages": [summarize_stage(root, s) for s in stages_present(root)],
+            "failure_examples": {s: failure_examples(root, s, limit=3)
+                                 for s in stages_present(root)}}
 
 
 def stages_present(root: str) -> list[str]:
@@ -65,8 +102,24 @@ def stats_table(summaries: list[dict[str, Any]], title: str) -> Table:
         rate = f"{s['ok'] / s['wall_s']:.2f}" if s.get("wall_s") else ""
         sps = f"{s['seconds_per_sample']:.2f}" if s["seconds_per_sample"] is not None else ""
         flags = ", ".join(f"{k} {v}" for k, v in sorted(s["flags"].items()))
-        table.add_row(s["stage"], f"{s['shards_committed']}/{s['shards_planned']}", str(s["ok"]),
-                      failed, flags, sps, rate)
+        shards = f"{s['shards_committed']}/{s['shards_planned']}"
+        busy = s.get("in_progress") or {}
+        if busy.get("shards"):
+            shards += f" (+{busy['shards']} in progress, {busy['samples']} done)"
+        table.add_row(s["stage"], shards, str(s["ok"]), failed, flags, sps, rate)
+    return table
+
+
+def workers_table(summaries: list[dict[str, Any]]) -> Table | None:
+    """Per-worker totals of every stage; None when each stage had one worker."""
+    if all(len(s.get("workers") or {}) <= 1 for s in summaries):
+        return None
+    table = Table(title="per worker")
+    for col in ("stage", "worker", "shards", "ok", "failed"):
+        table.add_column(col, justify="left" if col in ("stage", "worker") else "right")
+    for s in summaries:
+        for worker, t in sorted((s.get("workers") or {}).items()):
+            table.add_row(s["stage"], worker, str(t["shards"]), str(t["ok"]), str(t["failed"]))
     return table
 
 
@@ -84,6 +137,9 @@ def print_status(root: str, console: Console | None = None) -> list[dict[str, An
     summaries = [summarize_stage(root, s) for s in stages_present(root)]
     console.print(f"corpus {root}: {planned_samples(root)} samples planned")
     console.print(stats_table(summaries, "tmor corpus status"))
+    per_worker = workers_table(summaries)
+    if per_worker is not None:
+        console.print(per_worker)
     for s in summaries:
         for ex in failure_examples(root, s["stage"], limit=3):
             first = (ex["error"] or "").splitlines()[0][:160] if ex["error"] else ""

@@ -10,9 +10,9 @@ the ledger last. Executors: ``local`` (this process, or a pool of ``workers`` pr
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +55,8 @@ class RunnerOptions:
     shards: list[int] | None = None
     lease_s: float = 1800.0
     progress: bool = True
+    # the first this-many results of a shard failing the same unexpected way stop the worker
+    max_same_failures: int = 8
     slurm: SlurmOptions = field(default_factory=SlurmOptions)
 
 
@@ -68,6 +70,23 @@ class ShardOutcome:
 
 
 Event = tuple  # ("result", ok, error_class) | ("shard", ShardOutcome fields as dict)
+
+
+class StageFailed(RuntimeError):
+    """The stage failed as a whole, not one sample (a crash, a broken model or device, or the
+    first samples of a shard all failing the same unexpected way): the worker stops and the shard
+    stays uncommitted, its finished keys kept in ``<stage>/_work/`` for the rerun."""
+
+
+#: per-sample messages that are about the machine or the model, never about the sample
+_FATAL = re.compile(
+    r"CUDA|cuDNN|CUBLAS|NCCL|out of memory|device-side assert|OutOfMemoryError|MemoryError"
+)
+
+
+def is_fatal_message(message: str) -> bool:
+    """True for an error message that names a device / memory / model failure."""
+    return bool(_FATAL.search(message or ""))
 
 
 def worker_identity(index: int, num: int) -> str:
@@ -173,9 +192,8 @@ def process_shard(
         todo = [k for k in eligible if k not in done]
         if todo:
             ensure_setup()
-            _run_samples(
-                stage, root, shard, plan_rows, todo, records, work, worker, claim, on_event
-            )
+            _run_samples(stage, root, shard, plan_rows, todo, records, work, worker, claim,
+                         on_event, opts.max_same_failures)
         rows = _commit(stage, root, shard, eligible, work)
         work.clear()
         ok = sum(r["status"] == "ok" for r in rows)
@@ -202,10 +220,17 @@ def _seed_from_commit(root: str, name: str, shard: int, work: WorkDir) -> None:
 def _run_samples(
     stage: Stage, root: str, shard: int, plan_rows: dict[str, dict], todo: list[str],
     records: dict[str, dict[str, dict]], work: WorkDir, worker: str, claim: Any,
-    on_event: Callable[[Event], None],
+    on_event: Callable[[Event], None], max_same: int = 8,
 ) -> None:
+    """Feed ``todo`` to the stage and keep each result in ``work`` as it arrives.
+
+    Raises :class:`StageFailed` (nothing more saved, nothing committed) when the stage raises,
+    when a result names a device / memory failure, or when the first ``max_same`` results of the
+    shard are the same unexpected (transient) failure; those failures are not saved, so a rerun
+    redoes them."""
     yielded: set[str] = set()
     last = time.monotonic()
+    held: list[Result] = []  # leading identical transient failures, saved once proven harmless
 
     def save(result: Result) -> None:
         nonlocal last
@@ -213,21 +238,58 @@ def _run_samples(
         row = _result_row(result, worker, now - last)
         last = now
         work.save(result.key, result.members if result.ok else {}, row)
-        yielded.add(result.key)
         claim.touch()
         on_event(("result", result.ok, row["error_class"]))
 
+    def where() -> str:
+        kept = len(work.done_records())
+        return (f"{stage.name} shard {shard:06d} left uncommitted; {kept} finished sample(s) "
+                f"kept in {stage.name}/_work/{shard:06d}; fix the cause and rerun to resume")
+
+    def fail(why: str) -> StageFailed:
+        return StageFailed(f"{stage.name} stopped (not a per-sample failure): {why}. {where()}")
+
+    def accept(result: Result) -> None:
+        if result.key in yielded or result.key not in plan_rows:
+            raise RuntimeError(f"{stage.name} yielded key {result.key!r} twice or unasked")
+        yielded.add(result.key)
+        if result.ok:
+            for r in held:
+                save(r)
+            held.clear()
+            save(result)
+            return
+        err = result.error
+        message = err.message.splitlines()[0] if err.message else ""
+        if is_fatal_message(err.message):
+            raise fail(f"{err.error_class.value}: {message}")
+        leading = held or len(yielded) == 1
+        same = not held or (held[0].error.error_class == err.error_class
+                            and held[0].error.message == err.message)
+        if leading and same and err.error_class == ErrorClass.TRANSIENT:
+            held.append(result)
+            if len(held) >= max_same:
+                raise fail(f"the first {len(held)} samples failed the same way: {message}")
+            return
+        for r in held:
+            save(r)
+        held.clear()
+        save(result)
+
     try:
         for result in stage.process(_samples(stage, root, shard, plan_rows, todo, records)):
-            if result.key in yielded or result.key not in plan_rows:
-                raise RuntimeError(f"{stage.name} yielded key {result.key!r} twice or unasked")
-            save(result)
-        crash = "the stage yielded no result for this sample"
-    except Exception as e:  # a bug or a broken model: record it, keep the run going
-        crash = f"stage crashed: {type(e).__name__}: {e}\n{traceback.format_exc(limit=4)}"
+            accept(result)
+    except StageFailed:
+        raise
+    except Exception as e:  # a bug, a broken model or device: not about one sample
+        line = str(e).splitlines()[0] if str(e) else ""
+        raise fail(f"{type(e).__name__}: {line}"[:1000]) from e
+    for r in held:
+        save(r)
     for key in todo:
         if key not in yielded:
-            save(Result(key, error=SampleError(ErrorClass.TRANSIENT, crash)))
+            save(Result(key, error=SampleError(
+                ErrorClass.TRANSIENT, "the stage yielded no result for this sample")))
 
 
 def _commit(stage: Stage, root: str, shard: int, eligible: list[str], work: WorkDir) -> list[dict]:

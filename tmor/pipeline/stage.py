@@ -75,9 +75,9 @@ class Stage(ABC):
         """Yield exactly one :class:`Result` per input sample, in any order.
 
         Batch across samples freely (pull several from the iterator before yielding). Classify
-        failures as :class:`SampleError` in ``Result.error``; an exception escaping this method is
-        recorded as a transient failure of every sample not yet yielded.
-        """
+        failures as :class:`SampleError` in ``Result.error``; an exception escaping this method
+        is not about one sample: the runner stops the worker and leaves the shard uncommitted
+        (finished keys kept for the rerun)."""
 
     def card(self) -> dict[str, Any]:
         """Configuration, versions, model ids and hashes recorded in ``corpus.json``."""

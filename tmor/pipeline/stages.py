@@ -70,12 +70,32 @@ def get_stage(name_or_command: str) -> StageSpec:
 def run_registered(spec: StageSpec, root: str, options: dict[str, Any],
                    runner: RunnerOptions, console: Console | None = None) -> dict[str, Any]:
     """Build the stage from ``options`` (defaults < given layers), run it over the corpus, then
-    its finish step; returns the stage summary."""
+    its finish step once: by the process that ran the whole stage, or by the ``--worker-index``
+    worker that finds every shard committed; under a lock, and skipped when the committed
+    ledgers are the ones it already finished. Returns the stage summary."""
     from tmor.pipeline.executors import run_stage
 
     stage_cls, config_cls = spec.load()
     stage = stage_cls(build(config_cls, options))
     summary = run_stage(stage, root, runner, console)
-    if spec.finish:
-        getattr(importlib.import_module(spec.module), spec.finish)(root, stage)
+    if spec.finish and (summary["coordinator"] or summary["complete"]):
+        finish_once(spec, root, stage)
     return summary
+
+
+def finish_once(spec: StageSpec, root: str, stage: Any) -> bool:
+    """Run ``spec.finish`` unless it already ran over these very ledgers; True when it ran."""
+    from tmor import fsio
+    from tmor.manifests.ledger import ledgers_stamp
+    from tmor.manifests.lock import file_lock
+    from tmor.shards.card import read_corpus_card, update_corpus_card
+
+    assert spec.finish is not None
+    with file_lock(fsio.join(root, spec.name, "_finish.lock")):
+        stamp = ledgers_stamp(root, spec.name)
+        done = read_corpus_card(root).get("finished", {})
+        if done.get(spec.name) == stamp:
+            return False
+        getattr(importlib.import_module(spec.module), spec.finish)(root, stage)
+        update_corpus_card(root, "finished", {**done, spec.name: stamp})
+    return True

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from tmor import fsio
+from tmor.manifests.lock import file_lock
 
 CARD_NAME = "corpus.json"
 
@@ -18,16 +19,19 @@ def read_corpus_card(root: str) -> dict[str, Any]:
     return json.loads(fsio.read_bytes(url).decode("utf-8"))
 
 
-def update_corpus_card(root: str, section: str, data: dict[str, Any]) -> dict[str, Any]:
-    """Read-modify-write: set ``card[section] = data`` atomically; returns the whole card.
+def card_lock_url(root: str) -> str:
+    return fsio.join(root, ".corpus.json.lock")
 
-    Not safe against two concurrent writers of the same card; the runner calls it from the
-    coordinating process only.
-    """
-    card = read_corpus_card(root)
-    card[section] = data
-    fsio.write_bytes(
-        fsio.join(root, CARD_NAME),
-        json.dumps(card, indent=2, sort_keys=True, default=str).encode("utf-8"),
-    )
+
+def update_corpus_card(root: str, section: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Set ``card[section] = data``; returns the whole card. The read-modify-write runs under the
+    card's lock and the file is replaced atomically, so concurrent writers of different sections
+    (workers of several stages, or several workers of one) never lose each other's updates."""
+    with file_lock(card_lock_url(root), timeout_s=120.0, stale_s=120.0):
+        card = read_corpus_card(root)
+        card[section] = data
+        fsio.write_bytes(
+            fsio.join(root, CARD_NAME),
+            json.dumps(card, indent=2, sort_keys=True, default=str).encode("utf-8"),
+        )
     return card

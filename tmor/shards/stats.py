@@ -112,17 +112,46 @@ def write_plots(st: CorpusStats, out_dir: str) -> list[str]:
     return written
 
 
-def card_rows(card: dict[str, Any], st: CorpusStats) -> list[tuple[str, str]]:
-    """(field, value) rows of the table: the measured summary, then the card's sections."""
-    rows = [(k, str(v)) for k, v in st.summary().items()]
-    for section, data in sorted(card.items()):
-        if isinstance(data, dict):
-            for k, v in data.items():
-                if k in ("per_shard", "shard_files", "split"):
-                    v = f"{len(v)} entries" if hasattr(v, "__len__") else v
-                rows.append((f"{section}.{k}", str(v)[:120]))
+#: card fields with one entry per shard or sample: the table shows their size, not their items
+LONG_FIELDS = ("per_shard", "shard_files", "split", "index")
+MAX_LIST_ITEMS = 8
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        if len(value) > MAX_LIST_ITEMS or any(isinstance(v, (dict, list)) for v in value):
+            return f"{len(value)} entries"
+        return ", ".join(str(v) for v in value) or "(none)"
+    return "(none)" if value is None else str(value)
+
+
+def flatten(data: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Nested dicts -> (dotted.field, value) rows; long per-shard / per-sample fields as their
+    size, so every value is short and whole (never a dict repr cut mid-word)."""
+    if not isinstance(data, dict):
+        return [(prefix, _scalar(data))]
+    rows: list[tuple[str, str]] = []
+    for k, v in data.items():
+        name = f"{prefix}.{k}" if prefix else str(k)
+        if str(k) in LONG_FIELDS and hasattr(v, "__len__") and not isinstance(v, str):
+            rows.append((name, f"{len(v)} entries"))
+        elif isinstance(v, dict) and v:
+            rows += flatten(v, name)
+        elif isinstance(v, dict):
+            rows.append((name, "(none)"))
         else:
-            rows.append((section, str(data)[:120]))
+            rows.append((name, _scalar(v)))
+    return rows
+
+
+def card_rows(card: dict[str, Any], st: CorpusStats) -> list[tuple[str, str]]:
+    """(field, value) rows of the table: the measured summary, then the card's sections, nested
+    fields flattened to one row each."""
+    rows = flatten(st.summary())
+    for section, data in sorted(card.items()):
+        rows += flatten(data, section)
     return rows
 
 

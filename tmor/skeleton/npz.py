@@ -80,15 +80,40 @@ def encode_pose(
     return npz_bytes(arrays, compress)
 
 
-def decode_pose(data: bytes, fields: tuple[str, ...] | None = None) -> dict[str, Any]:
+#: the most a pose.npz may inflate to (all members together): an hour at 30 fps of 10 people with
+#: 133 whole-body 3D joints is ~0.6 GB; a zip bomb stops here instead of filling the memory
+MAX_POSE_BYTES = 1 << 30
+
+
+def _read_bounded(z: zipfile.ZipFile, name: str, budget: int) -> bytes:
+    """A member's bytes, refusing more than ``budget`` whatever its header declares."""
+    if z.getinfo(name).file_size > budget:
+        raise ValueError(f"pose.npz member {name} inflates to {z.getinfo(name).file_size} bytes, "
+                         f"over the {budget} bytes left of the bound")
+    with z.open(name) as f:
+        raw = f.read(budget + 1)
+    if len(raw) > budget:
+        raise ValueError(f"pose.npz member {name} inflates past the {budget} bytes left of the "
+                         "bound")
+    return raw
+
+
+def decode_pose(data: bytes, fields: tuple[str, ...] | None = None,
+                max_bytes: int = MAX_POSE_BYTES) -> dict[str, Any]:
     """``pose.npz`` bytes -> {keypoint, keypoint_score, layout, fps, keypoint_3d?, ...}; 0-d
     arrays come back as Python scalars / strings. With ``fields``, only those arrays are read
-    (the reader skips what it does not use)."""
+    (the reader skips what it does not use). The members may inflate to ``max_bytes`` in all;
+    more is a ValueError (a corrupt or hostile file)."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             files = {n[:-4]: n for n in z.namelist() if n.endswith(".npy")}
             names = list(files) if fields is None else [k for k in fields if k in files]
-            out: dict[str, Any] = {k: load_npy(z.read(files[k])) for k in names}
+            budget = max_bytes
+            out: dict[str, Any] = {}
+            for k in names:
+                raw = _read_bounded(z, files[k], budget)
+                budget -= len(raw)
+                out[k] = load_npy(raw)
     except zipfile.BadZipFile as e:
         raise ValueError(f"pose.npz is not a valid npz: {e}") from e
     for k, val in list(out.items()):
