@@ -151,12 +151,18 @@ def sample_dims(urls: list[str], cfg: ReaderConfig) -> tuple[int, int]:
     if dv is not None and dt is not None:
         return dv, dt
     found_v = found_t = 0
-    for _, members in iter_shard(urls[0], cfg.max_member_bytes):
-        t = decode_triplet("probe", members)
-        found_v = found_v or (t.video.shape[0] if t.video is not None else 0)
-        found_t = found_t or (t.text.shape[0] if t.text is not None else 0)
-        if found_v and found_t:
-            break
+    try:
+        for _, members in iter_shard(urls[0], cfg.max_member_bytes):
+            try:
+                t = decode_triplet("probe", members)
+            except ValueError:  # a sample that does not decode: the reader skips it too
+                continue
+            found_v = found_v or (t.video.shape[0] if t.video is not None else 0)
+            found_t = found_t or (t.text.shape[0] if t.text is not None else 0)
+            if found_v and found_t:
+                break
+    except (TruncatedTarError, OSError) as e:  # a damaged first shard: what it gave is enough
+        log.warning("probing embedding sizes: %s", e)
     return (dv if dv is not None else found_v), (dt if dt is not None else found_t)
 
 

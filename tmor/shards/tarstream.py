@@ -21,7 +21,12 @@ BLOCK = 512
 
 
 class TruncatedTarError(UnsafeTarError):
-    """The tar stream ends inside a header or a member's payload."""
+    """The tar stream ends inside a header or a member's payload (``member``: the member being
+    read, None when the header itself was cut)."""
+
+    def __init__(self, message: str, member: str | None = None) -> None:
+        super().__init__(message)
+        self.member = member
 
 
 def _octal(field: bytes) -> int:
@@ -114,7 +119,7 @@ def iter_members(stream: IO[bytes], name: str = "<tar>",
         payload = _read_exact(stream, size)
         pad = -size % BLOCK
         if len(payload) < size or (pad and len(_read_exact(stream, pad)) < pad):
-            raise TruncatedTarError(f"{name}: member {member!r} is truncated")
+            raise TruncatedTarError(f"{name}: member {member!r} is truncated", member)
         yield member, payload
 
 
@@ -122,12 +127,22 @@ def iter_samples(stream: IO[bytes], name: str = "<tar>",
                  max_bytes: int = MAX_MEMBER_BYTES) -> Iterator[tuple[str, dict[str, bytes]]]:
     """Group consecutive members by key: yield (key, {ext: bytes}); reject duplicate keys.
 
-    On truncation the last, incomplete sample is dropped and :class:`TruncatedTarError` raised.
+    On truncation a sample known to be complete (the cut is inside the next key's member) is
+    still yielded, an incomplete one dropped, and :class:`TruncatedTarError` raised.
     """
     seen: set[str] = set()
     key: str | None = None
     group: dict[str, bytes] = {}
-    for member, data in iter_members(stream, name, max_bytes):
+    members = iter_members(stream, name, max_bytes)
+    while True:
+        try:
+            member, data = next(members)
+        except StopIteration:
+            break
+        except TruncatedTarError as e:
+            if key is not None and e.member is not None and split_member_name(e.member)[0] != key:
+                yield key, group
+            raise
         k, ext = split_member_name(member)
         if k != key:
             if key is not None:
