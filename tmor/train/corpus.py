@@ -27,6 +27,31 @@ def reader_config(cfg: PretrainConfig, train: bool = True):
         augment=False, drop_last=train)
 
 
+_PASS_LOADERS: dict[tuple[str, str], object] = {}
+
+
+def pass_loader(cfg: PretrainConfig):
+    """The loader of a full pass over the corpus (embedding for re-clustering), built once per
+    (shards, reader settings) and reused, so its persistent workers are forked once per run
+    rather than once per epoch."""
+    from tmor import fsio
+    from tmor.shards.index import index_url
+    from tmor.shards.reader import make_loader
+
+    rcfg = reader_config(cfg, train=False)
+    stamp = ""
+    where = _index_folder(cfg.shards)
+    if where and fsio.exists(index_url(where)):  # a rewritten corpus gets a fresh loader
+        fs, path = fsio.filesystem(index_url(where))
+        info = fs.info(path)
+        stamp = f"{info.get('size')}:{info.get('mtime', info.get('LastModified'))}"
+    key = (f"{cfg.shards}|{stamp}", repr(rcfg))
+    if key not in _PASS_LOADERS:
+        _PASS_LOADERS.clear()  # one corpus at a time: let an earlier run's workers go
+        _PASS_LOADERS[key] = make_loader(cfg.shards, rcfg)
+    return _PASS_LOADERS[key]
+
+
 def _index_folder(shards: str) -> str | None:
     from tmor.shards.reader import expand_urls, index_location
 
