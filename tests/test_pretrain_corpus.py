@@ -172,3 +172,20 @@ def test_a_checkpoint_file_cannot_run_code(tmp_path: Path) -> None:
     save_checkpoint(str(good), enc, rng={"numpy": np.random.get_state()}, score=np.float64(1.5))
     ck = load_checkpoint(str(good))
     assert ck["score"] == 1.5 and torch.is_tensor(ck["rng"]["numpy"][1])
+
+
+def test_the_full_pass_loader_is_built_once_per_corpus(no_video: str) -> None:
+    """The re-clustering pass reuses one loader (its persistent workers) epoch after epoch, and
+    gets a fresh one when the corpus' index is rewritten."""
+    import os
+
+    from tmor.train.config import PretrainConfig
+    from tmor.train.corpus import pass_loader
+
+    cfg = PretrainConfig(shards=no_video, num_workers=0, frames=4, layout="coco17")
+    a = pass_loader(cfg)
+    assert pass_loader(cfg) is a and len([k for b in a for k in b["key"]]) == 6
+    index = f"{no_video}/index.parquet"
+    st = os.stat(index)
+    os.utime(index, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert pass_loader(cfg) is not a
