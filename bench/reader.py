@@ -14,8 +14,11 @@ Then, in the same run:
 ``--repo DIR`` imports tmor from another checkout (e.g. ``git worktree add /tmp/before HEAD~3``),
 so the same script measures before and after; ``--compressed`` writes deflated ``pose.npz`` (the
 format of shards packed before the reader change). The one-minute load average is printed with
-each figure: on a shared CPU compare medians taken side by side. ``--json PATH`` writes
-``samples_per_s_per_worker`` and ``samples_per_s_all_cores`` (and the runs, load and settings).
+each figure: on a shared CPU compare medians taken side by side; the third figure, samples per
+CPU second of the reader's work done in this process (``time.process_time``), is what one worker
+does with a core to itself, whatever else runs. ``--json PATH`` writes
+``samples_per_s_per_worker``, ``samples_per_s_all_cores`` and ``samples_per_cpu_s_per_worker``
+(and the runs, load and settings).
 Goal: >= 2,000 samples/s per worker, so that 6 workers per GPU feed 5x an H100's training step
 (~2,200 samples/s, DESIGN.md).
 
@@ -88,8 +91,11 @@ def build_corpus(root: str, samples: int, shard_size: int, skeletons: Path = SKE
     write_index(f"{root}/triplets")
 
 
-def time_reader(root: str, workers: int, batches: int, runs: int) -> list[float]:
-    """samples/s of ``runs`` epochs of ``batches`` batches after a warm-up batch each."""
+def time_reader(root: str, workers: int, batches: int, runs: int,
+                cpu: bool = False) -> list[float]:
+    """samples/s of ``runs`` epochs of ``batches`` batches after a warm-up batch each; with
+    ``cpu`` (and ``workers`` 0: this process does a worker's whole job) samples per CPU second
+    of this process, a figure that other jobs on a shared CPU do not lower."""
     from tmor.shards.reader import ReaderConfig, make_loader
 
     cfg = ReaderConfig(frames=64, layout="coco17", max_persons=2, channels=2, batch_size=64,
@@ -101,11 +107,12 @@ def time_reader(root: str, workers: int, batches: int, runs: int) -> list[float]
         loader.set_epoch(epoch)
         it = iter(loader)
         next(it)  # warm-up: worker start and the first shuffle buffer
-        t0 = time.perf_counter()
+        clock = time.process_time if cpu else time.perf_counter
+        t0 = clock()
         n = 0
         for _ in range(batches):
             n += next(it)["pose"].shape[0]
-        rates.append(n / (time.perf_counter() - t0))
+        rates.append(n / (clock() - t0))
         del it
     return rates
 
@@ -162,11 +169,14 @@ def main() -> None:
         print(f"corpus: {args.samples} samples in shards of {args.shard_size}"
               f"{' (deflated pose.npz)' if args.compressed else ''}, "
               f"built in {time.perf_counter() - t0:.1f} s")
-        for name, workers in (("per_worker", 1), ("all_cores", args.all_workers)):
+        for name, workers in (("per_worker", 1), ("all_cores", args.all_workers),
+                              ("per_worker_cpu", 0)):
             loads[name] = os.getloadavg()[0]
-            figures[name] = time_reader(tmp, workers, args.batches, args.runs)
+            figures[name] = time_reader(tmp, workers, args.batches, args.runs,
+                                        cpu=name == "per_worker_cpu")
             med = statistics.median(figures[name])
-            print(f"reader, {workers} worker(s), batch 64, T=64, augment: {med:,.0f} samples/s "
+            what = (f"{workers} worker(s)" if workers else "in process, per CPU second")
+            print(f"reader, {what}, batch 64, T=64, augment: {med:,.0f} samples/s "
                   f"(median; runs {[round(x) for x in figures[name]]}; "
                   f"load before {loads[name]:.2f})")
     per_worker = statistics.median(figures["per_worker"])
@@ -174,7 +184,11 @@ def main() -> None:
     print(f"per worker: {per_worker:,.0f} samples/s (goal >= 2,000); "
           f"6 workers ~ {6 * per_worker / H100_STEP_SAMPLES_PER_S:.1f}x an H100 step "
           f"(~{H100_STEP_SAMPLES_PER_S:,.0f} samples/s, DESIGN.md)")
+    per_cpu = statistics.median(figures["per_worker_cpu"])
+    print(f"per CPU second of one worker's job: {per_cpu:,.0f} samples (what a worker does "
+          "with a core to itself)")
     out = {"samples_per_s_per_worker": per_worker, "samples_per_s_all_cores": all_cores,
+           "samples_per_cpu_s_per_worker": per_cpu,
            "all_cores_workers": args.all_workers, "runs": figures, "load_avg_1min": loads,
            "cores": os.cpu_count(), "samples": args.samples, "shard_size": args.shard_size,
            "compressed": args.compressed, "repo": str(args.repo.resolve())}
