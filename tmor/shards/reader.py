@@ -31,7 +31,6 @@ import functools
 import logging
 import multiprocessing as mp
 import os
-import random
 import shlex
 import subprocess
 from collections.abc import Iterator, Sequence
@@ -214,7 +213,7 @@ class SharedEpoch:
 
 
 # -- pipeline stages (each a function of the previous stage's iterator) ---------------------------
-def shard_list(shards: list[str], stride: int, offset: int, rng: random.Random,
+def shard_list(shards: list[str], stride: int, offset: int, rng: np.random.Generator,
                shuffle: bool) -> Iterator[dict[str, Any]]:
     """One pass over this worker's shards (node- and worker-split), in a shuffled order."""
     order = list(shards)
@@ -224,10 +223,26 @@ def shard_list(shards: list[str], stride: int, offset: int, rng: random.Random,
         yield {"url": url, "stride": stride, "offset": offset}
 
 
-def resampled_shards(urls: list[str], rng: random.Random) -> Iterator[dict[str, Any]]:
+def resampled_shards(urls: list[str], rng: np.random.Generator) -> Iterator[dict[str, Any]]:
     """Shards drawn with replacement, forever (``with_epoch`` bounds the epoch)."""
     while True:
-        yield {"url": urls[rng.randrange(len(urls))], "stride": 1, "offset": 0}
+        yield {"url": urls[int(rng.integers(len(urls)))], "stride": 1, "offset": 0}
+
+
+def shuffle_buffer(src: Iterator[Any], size: int, rng: np.random.Generator) -> Iterator[Any]:
+    """A shuffle buffer of ``size`` (webdataset's ``shuffle`` with the buffer filled first),
+    drawing from the same numpy generator as the shard order, so a run's sample order is the
+    one the reader gave before it moved onto webdataset's pipeline."""
+    buf: list = []
+    for x in src:
+        if len(buf) < size:
+            buf.append(x)
+            continue
+        j = int(rng.integers(len(buf)))
+        buf[j], x = x, buf[j]
+        yield x
+    rng.shuffle(buf)
+    yield from buf
 
 
 def tar_samples(src: Iterator[dict[str, Any]], max_bytes: int,
@@ -296,7 +311,7 @@ class TripletStream(tud.IterableDataset):
 
         cfg = self.cfg
         seed = [cfg.seed, self.epoch, self.rank, worker]
-        rng = random.Random(str(seed))
+        rng = np.random.default_rng(seed)
         aug_rng = np.random.default_rng([*seed, 1]) if cfg.augment else None
         per_rank = self.samples_per_rank()
         quota = None if per_rank is None else split_counts(per_rank, workers)[worker]
@@ -313,7 +328,7 @@ class TripletStream(tud.IterableDataset):
         stages: list[Any] = [source, functools.partial(
             tar_samples, max_bytes=cfg.max_member_bytes, handler=self.errors)]
         if cfg.shuffle_buffer > 1:
-            stages.append(wds.shuffle(cfg.shuffle_buffer, initial=cfg.shuffle_buffer, rng=rng))
+            stages.append(functools.partial(shuffle_buffer, size=cfg.shuffle_buffer, rng=rng))
         stages.append(wds.map(functools.partial(self._decode, rng=aug_rng),
                               handler=self.errors))
         pipe = wds.DataPipeline(*stages)
