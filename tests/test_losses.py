@@ -109,6 +109,26 @@ def test_invalid_candidates_and_queries_are_dropped() -> None:
     assert math.isclose(float(loss2), _direct_loss(q, cands, pos_all, 0.2), rel_tol=1e-5)
 
 
+def test_no_usable_query_gives_zero_not_nan() -> None:
+    """A rank whose batch has no video at all (every mv candidate masked to -inf, no valid
+    query): the loss is exactly 0, finite, and its gradients are finite zeros (issue 13)."""
+    batch_index, _, table, q, keys, _ = _setup()
+    q = q.clone().requires_grad_(True)
+    keys = keys.clone().requires_grad_(True)
+    qc = effective_clusters(batch_index, table)
+    none = torch.zeros(4, dtype=torch.bool)
+    loss, stats = cluster_contrastive_loss(q, keys, qc, qc, 0.07, query_valid=none,
+                                           cand_valid=none)
+    assert float(loss) == 0.0 and torch.isfinite(loss) and stats["queries"] == 0
+    loss.backward()
+    assert torch.equal(q.grad, torch.zeros_like(q))
+    assert torch.equal(keys.grad, torch.zeros_like(keys))
+    # some candidates masked, no valid query: still 0, not NaN
+    part = torch.tensor([True, False, True, False])
+    loss2, _ = cluster_contrastive_loss(q, keys, qc, qc, 0.07, query_valid=none, cand_valid=part)
+    assert float(loss2) == 0.0
+
+
 def test_loss_gradient_pulls_positives_together() -> None:
     batch_index, queue_index, table, q, keys, qfeats = _setup()
     q = q.clone().requires_grad_(True)

@@ -60,6 +60,10 @@ def pretrain_cmd(
     device: str = typer.Option(None, help="auto | cpu | cuda [auto]"),
     seed: int = typer.Option(None, help="seed [0]"),
     deterministic: bool = typer.Option(None, help="deterministic algorithms [no]"),
+    report_to: str = typer.Option(
+        None, "--report-to", help="csv,tensorboard,wandb (csv always) [csv,tensorboard]"),
+    wandb_project: str = typer.Option(None, help="wandb project [tmor]"),
+    wandb_mode: str = typer.Option(None, help="offline | online | disabled [offline]"),
     set_: list[str] = typer.Option(None, "--set", help="any other field: key=value (YAML)"),
 ) -> None:
     """Cluster-guided contrastive pre-training of UNIK. DDP: the same command under torchrun,
@@ -79,6 +83,7 @@ def pretrain_cmd(
         amp=amp, eps=eps, min_samples=min_samples, queue_size=queue_size, ckpt_every=ckpt_every,
         num_workers=num_workers if loader_workers is None else loader_workers, device=device,
         seed=seed, deterministic=deterministic,
+        report_to=report_to, wandb_project=wandb_project, wandb_mode=wandb_mode,
     ).items() if v is not None}
     if losses is not None:
         given["losses"] = parse_losses(losses)
@@ -117,6 +122,10 @@ T_CONFIG = typer.Option(None, "--config", help="YAML file; its section for this 
 T_DATA = typer.Option(..., "--data", help="a pyskl / mmaction2 pickle (.pkl) or a corpus root")
 T_INIT = typer.Option(None, "--init", help="checkpoint to start from [from scratch]")
 T_DEVICE = typer.Option(None, help="auto | cpu | cuda [auto]")
+T_SPLIT_VAL = typer.Option(
+    None, help="validation split that picks the best epoch; absent: carved from train [val]")
+T_VAL_FRACTION = typer.Option(
+    None, help="fraction of train carved for validation when the data has none [0.1]")
 
 
 def _transfer_config(cls: type, section: str, config: str | None, values: dict) -> object:
@@ -144,6 +153,8 @@ def _classify_command(mode: str, section: str, doc: str):
         out: str = typer.Option(None, "--out", "-o", help="output folder"),
         split_train: str = typer.Option(None, help="train split name [train]"),
         split_test: str = typer.Option(None, help="test split name [test]"),
+        split_val: str = T_SPLIT_VAL,
+        val_fraction: float = T_VAL_FRACTION,
         init: str = T_INIT,
         epochs: int = typer.Option(
             None, help="epochs [30, or more to reach --min-steps optimizer steps]"),
@@ -197,6 +208,8 @@ def detect_cmd(
     out: str = typer.Option(None, "--out", "-o", help="output folder"),
     split_train: str = typer.Option(None, help="train split name [train]"),
     split_test: str = typer.Option(None, help="test split name [test]"),
+    split_val: str = T_SPLIT_VAL,
+    val_fraction: float = T_VAL_FRACTION,
     init: str = T_INIT,
     epochs: int = typer.Option(None, help="epochs [30]"),
     batch_size: int = typer.Option(None, help="windows per batch [16]"),

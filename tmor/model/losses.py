@@ -10,7 +10,8 @@ before the first clustering the loss is plain InfoNCE.
 
     L_i = -1/|P(i)| * sum_{p in P(i)} log( exp(s_ip / tau) / sum_{j in C} exp(s_ij / tau) )
 
-with s the cosine similarity; the loss is the mean over queries that have a positive.
+with s the cosine similarity; the loss is the mean over queries that have a positive, and
+exactly 0 (finite, zero gradients) when no query has one.
 """
 
 from __future__ import annotations
@@ -71,7 +72,10 @@ def cluster_contrastive_loss(query: torch.Tensor, cands: torch.Tensor,
     log_prob = log_prob.masked_fill(~pos, 0.0)
     per_query = -log_prob.sum(1) / npos.clamp_min(1)
     used = int(rows.sum())
-    loss = per_query[rows].mean() if used else logits.sum() * 0.0
+    if used:
+        loss = per_query[rows].mean()
+    else:  # no usable query: an exact 0 that keeps the graph (DDP) and never NaN (-inf * 0)
+        loss = (q.sum() + c.sum()) * 0.0
     nvalid = int(cand_valid.sum()) if cand_valid is not None else c.shape[0]
     stats = {
         "queries": float(used),

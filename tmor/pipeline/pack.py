@@ -33,7 +33,7 @@ class PackConfig:
     min_seconds: float | None = 0.5
     require_embed: bool = True  # False: skeleton-only corpus (no embed stage; has_video false)
     caption_template: str = "a person {label}."  # skeleton-only mode, when no caption exists
-    compress: bool = True  # np.savez_compressed for pose.npz
+    compress: bool = False  # True: deflate pose.npz (smaller; the reader then inflates it)
 
 
 def _json(record: dict[str, Any], name: str) -> Any:
@@ -175,12 +175,12 @@ class PackStage(Stage):
             video=video, text=text, caption=caption, meta=meta,
         )
         members = encode_triplet(triplet)
-        if not cfg.compress:
+        if cfg.compress:
             from tmor.shards.codec import encode_pose
 
             members["pose.npz"] = encode_pose(
                 triplet.keypoint, triplet.keypoint_score, triplet.layout, fps,
-                triplet.keypoint_3d, compress=False,
+                triplet.keypoint_3d, compress=True,
             )
         return Result(s.key, members=members, record=record)
 

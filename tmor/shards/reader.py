@@ -2,18 +2,34 @@
 
 ``make_loader(urls, cfg)`` yields batch dicts (docs/contracts.md):
 pose (N, C, T, V, M) float32 normalized; video (N, Dv) / text (N, Dt) float32 with has_video /
-has_text (N,) bool; index (N,) int64 global sample index from the shard index file (-1 when none);
-key list[str]; label list[str | None].
+has_text (N,) bool; index (N,) int64 global sample index (-1 when unknown); key list[str];
+label list[str | None].
+
+A webdataset pipeline per DataLoader worker (:class:`webdataset.DataPipeline`):
+
+    shard list (split by node, then by worker; or resampled shards) -> tar samples (a fast
+    streaming parser with tario's safety checks) -> shuffle buffer -> decode (error handler)
+    -> with_epoch(quota)
 
 Shards are split by node (torch.distributed rank) and by DataLoader worker; when there are fewer
-shards than (ranks x workers), samples are split instead. Every tar goes through
-:mod:`tmor.shards.tario`'s safety checks. With ``epoch_samples`` set, every rank yields exactly
-``epoch_samples // world_size`` samples per epoch, cycling over its shards, so DDP ranks stay in
-step.
+shards than (ranks x workers), samples are split instead, so no two workers read the same
+sample. With ``epoch_samples`` set every rank yields exactly ``epoch_samples // world_size``
+samples per epoch (each worker its share), cycling over its shards, so DDP ranks stay in step.
+Workers are persistent: forked once, told the epoch through shared memory.
+
+The global index of a sample is its shard's offset plus its position in the tar, from the
+per-shard table of the index file (:func:`tmor.shards.index.read_shard_table`), so a worker holds
+one row per shard, not a map of every key. A truncated or unreadable shard, and a sample that
+does not decode, are skipped and counted (:attr:`TripletLoader.skipped`, a warning in the log);
+a tar that breaks a safety rule (path traversal, links, oversized or duplicate members) stops
+the run with :class:`~tmor.shards.tario.UnsafeTarError`.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
+import multiprocessing as mp
 import os
 import shlex
 import subprocess
@@ -27,8 +43,11 @@ import torch.utils.data as tud
 
 from tmor import fsio
 from tmor.shards.codec import Triplet, decode_triplet
-from tmor.shards.tario import MAX_MEMBER_BYTES, iter_tar_samples
+from tmor.shards.tario import MAX_MEMBER_BYTES, UnsafeTarError
+from tmor.shards.tarstream import TruncatedTarError, iter_samples
 from tmor.skeleton.transforms import to_ctvm
+
+log = logging.getLogger(__name__)
 
 POSE_FIELDS = ("keypoint", "keypoint_score", "layout", "fps")
 
@@ -52,6 +71,9 @@ class ReaderConfig:
     text_dim: int | None = None
     index_url: str | None = None  # shard index file; default <shard folder>/index.parquet
     max_member_bytes: int = MAX_MEMBER_BYTES
+    resample: bool = False  # draw shards with replacement (needs epoch_samples), as open_clip
+    persistent_workers: bool = True  # fork DataLoader workers once, not every epoch
+    prefetch_factor: int = 4  # batches each worker keeps ready
 
 
 def expand_urls(urls: str | Sequence[str]) -> list[str]:
@@ -78,17 +100,20 @@ def expand_urls(urls: str | Sequence[str]) -> list[str]:
 def open_shard(url: str) -> tuple[IO[bytes], subprocess.Popen | None]:
     """A binary stream of one shard: ``pipe:CMD`` runs CMD (split into argv, no shell)."""
     if url.startswith("pipe:"):
-        proc = subprocess.Popen(shlex.split(url[len("pipe:"):]), stdout=subprocess.PIPE)
+        proc = subprocess.Popen(shlex.split(url[len("pipe:"):]), stdout=subprocess.PIPE,
+                                bufsize=1 << 20)
         assert proc.stdout is not None
         return proc.stdout, proc
+    if "://" not in url:  # a local path: a plain buffered file
+        return open(url, "rb", buffering=1 << 20), None
     return fsio.open_url(url, "rb"), None
 
 
 def iter_shard(url: str, max_bytes: int = MAX_MEMBER_BYTES) -> Iterator[tuple[str, dict]]:
-    """(key, members) of one shard through the tario safety checks."""
+    """(key, members) of one shard through the safety checks (:mod:`tmor.shards.tarstream`)."""
     stream, proc = open_shard(url)
     try:
-        yield from iter_tar_samples(stream, url, max_bytes)
+        yield from iter_samples(stream, url, max_bytes)
     finally:
         stream.close()
         if proc is not None:
@@ -98,6 +123,7 @@ def iter_shard(url: str, max_bytes: int = MAX_MEMBER_BYTES) -> Iterator[tuple[st
 
 
 def index_location(url: str) -> str | None:
+    """The folder whose index.parquet numbers the samples of shard ``url`` (None for pipes)."""
     if url.startswith("pipe:") or "/" not in url:
         return None
     return url.rsplit("/", 1)[0]
@@ -124,13 +150,118 @@ def sample_dims(urls: list[str], cfg: ReaderConfig) -> tuple[int, int]:
     if dv is not None and dt is not None:
         return dv, dt
     found_v = found_t = 0
-    for _, members in iter_shard(urls[0], cfg.max_member_bytes):
-        t = decode_triplet("probe", members)
-        found_v = found_v or (t.video.shape[0] if t.video is not None else 0)
-        found_t = found_t or (t.text.shape[0] if t.text is not None else 0)
-        if found_v and found_t:
-            break
+    try:
+        for _, members in iter_shard(urls[0], cfg.max_member_bytes):
+            try:
+                t = decode_triplet("probe", members)
+            except ValueError:  # a sample that does not decode: the reader skips it too
+                continue
+            found_v = found_v or (t.video.shape[0] if t.video is not None else 0)
+            found_t = found_t or (t.text.shape[0] if t.text is not None else 0)
+            if found_v and found_t:
+                break
+    except (TruncatedTarError, OSError) as e:  # a damaged first shard: what it gave is enough
+        log.warning("probing embedding sizes: %s", e)
     return (dv if dv is not None else found_v), (dt if dt is not None else found_t)
+
+
+class SkipCounter:
+    """The pipeline's error handler: counts skipped samples and shards in shared memory (every
+    worker adds to the same counters), logs the first few, re-raises safety violations."""
+
+    def __init__(self, log_first: int = 5) -> None:
+        ctx = mp.get_context("fork" if os.name == "posix" else None)
+        self._samples = ctx.Value("q", 0)
+        self._shards = ctx.Value("q", 0)
+        self.log_first = log_first
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {"samples": int(self._samples.value), "shards": int(self._shards.value)}
+
+    def shard(self, exn: BaseException) -> None:
+        with self._shards.get_lock():
+            self._shards.value += 1
+            n = self._shards.value
+        if n <= self.log_first:
+            log.warning("skipped the rest of a shard (%d so far): %s", n, exn)
+
+    def __call__(self, exn: BaseException) -> bool:
+        """webdataset handler protocol: True = skip the sample and go on."""
+        if isinstance(exn, UnsafeTarError) and not isinstance(exn, TruncatedTarError):
+            raise exn
+        with self._samples.get_lock():
+            self._samples.value += 1
+            n = self._samples.value
+        if n <= self.log_first:
+            log.warning("skipped a sample that does not decode (%d so far): %s", n, exn)
+        return True
+
+
+class SharedEpoch:
+    """The epoch number in shared memory, so persistent workers see ``set_epoch``."""
+
+    def __init__(self, epoch: int = 0) -> None:
+        ctx = mp.get_context("fork" if os.name == "posix" else None)
+        self._value = ctx.Value("i", epoch)
+
+    def set(self, epoch: int) -> None:
+        self._value.value = int(epoch)
+
+    def get(self) -> int:
+        return int(self._value.value)
+
+
+# -- pipeline stages (each a function of the previous stage's iterator) ---------------------------
+def shard_list(shards: list[str], stride: int, offset: int, rng: np.random.Generator,
+               shuffle: bool) -> Iterator[dict[str, Any]]:
+    """One pass over this worker's shards (node- and worker-split), in a shuffled order."""
+    order = list(shards)
+    if shuffle:
+        rng.shuffle(order)
+    for url in order:
+        yield {"url": url, "stride": stride, "offset": offset}
+
+
+def resampled_shards(urls: list[str], rng: np.random.Generator) -> Iterator[dict[str, Any]]:
+    """Shards drawn with replacement, forever (``with_epoch`` bounds the epoch)."""
+    while True:
+        yield {"url": urls[int(rng.integers(len(urls)))], "stride": 1, "offset": 0}
+
+
+def shuffle_buffer(src: Iterator[Any], size: int, rng: np.random.Generator) -> Iterator[Any]:
+    """A shuffle buffer of ``size`` (webdataset's ``shuffle`` with the buffer filled first),
+    drawing from the same numpy generator as the shard order, so a run's sample order is the
+    one the reader gave before it moved onto webdataset's pipeline."""
+    buf: list = []
+    for x in src:
+        if len(buf) < size:
+            buf.append(x)
+            continue
+        j = int(rng.integers(len(buf)))
+        buf[j], x = x, buf[j]
+        yield x
+    rng.shuffle(buf)
+    yield from buf
+
+
+def tar_samples(src: Iterator[dict[str, Any]], max_bytes: int,
+                handler: SkipCounter) -> Iterator[dict[str, Any]]:
+    """Shard dicts -> raw samples {url, key, position, members}; keeps every ``stride``-th
+    sample from ``offset`` (the sample split). A truncated or unreadable shard is counted and
+    the samples read before the damage are kept; a safety violation raises."""
+    for shard in src:
+        url, stride, offset = shard["url"], shard["stride"], shard["offset"]
+        try:
+            for pos, (key, members) in enumerate(iter_shard(url, max_bytes)):
+                if pos % stride == offset:
+                    yield {"url": url, "key": key, "position": pos, "members": members}
+        except TruncatedTarError as e:
+            handler.shard(e)
+        except UnsafeTarError:
+            raise
+        except OSError as e:
+            handler.shard(e)
 
 
 class TripletStream(tud.IterableDataset):
@@ -139,72 +270,81 @@ class TripletStream(tud.IterableDataset):
     def __init__(self, urls: list[str], cfg: ReaderConfig, dims: tuple[int, int]):
         self.urls, self.cfg, self.dims = urls, cfg, dims
         self.rank, self.world = rank_world()
-        self.epoch = 0
-        self._index: dict[str, dict[str, int]] = {}
+        self._epoch = SharedEpoch()
+        self.errors = SkipCounter()
+        self._tables: dict[str, Any] = {}
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch.get()
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self._epoch.set(epoch)
 
     def samples_per_rank(self) -> int | None:
         e = self.cfg.epoch_samples
         return None if e is None else e // self.world
 
-    def _global_index(self, url: str, key: str) -> int:
+    def _global_index(self, url: str, position: int) -> int:
+        """Shard offset + position, from the index file's per-shard table."""
+        from tmor.shards.index import read_shard_table, shard_number
+
         where = self.cfg.index_url or index_location(url)
         if where is None:
             return -1
-        if where not in self._index:
-            from tmor.shards.index import INDEX_NAME, read_index
-
-            folder = where[: -len(INDEX_NAME) - 1] if where.endswith(INDEX_NAME) else where
-            self._index[where] = read_index(folder)
-        return self._index[where].get(key, -1)
+        if where not in self._tables:
+            self._tables[where] = read_shard_table(where)
+        table = self._tables[where]
+        return -1 if table is None else table.global_index(shard_number(url), position)
 
     def _assignment(self, worker: int, workers: int) -> tuple[list[str], int, int]:
-        """(my shards, sample stride, sample offset) for this rank and worker."""
+        """(my shards, sample stride, sample offset) for this rank and worker: split by node
+        and by worker over shards, or over samples when shards are fewer than the slots."""
         slots, slot = self.world * workers, self.rank * workers + worker
         if len(self.urls) >= slots:
             return self.urls[slot::slots], 1, 0
         return list(self.urls), slots, slot
 
-    def _raw(self, shards: list[str], stride: int, offset: int, rng: np.random.Generator,
-             forever: bool) -> Iterator[tuple[str, str, dict]]:
-        while True:
-            order = list(shards)
-            if self.cfg.shuffle_buffer > 1:
-                rng.shuffle(order)
-            n = 0
-            for url in order:
-                for i, (key, members) in enumerate(iter_shard(url, self.cfg.max_member_bytes)):
-                    if i % stride == offset:
-                        n += 1
-                        yield url, key, members
-            if not forever or n == 0:
-                return
+    def pipeline(self, worker: int, workers: int) -> Any:
+        """This worker's webdataset pipeline for the current epoch (None: nothing to read)."""
+        import webdataset as wds
+
+        cfg = self.cfg
+        seed = [cfg.seed, self.epoch, self.rank, worker]
+        rng = np.random.default_rng(seed)
+        aug_rng = np.random.default_rng([*seed, 1]) if cfg.augment else None
+        per_rank = self.samples_per_rank()
+        quota = None if per_rank is None else split_counts(per_rank, workers)[worker]
+        if quota == 0:
+            return None
+        if cfg.resample:
+            if quota is None:
+                raise ValueError("resample needs epoch_samples (the epoch length)")
+            source: Any = functools.partial(resampled_shards, self.urls, rng)
+        else:
+            shards, stride, offset = self._assignment(worker, workers)
+            source = functools.partial(shard_list, shards, stride, offset, rng,
+                                       cfg.shuffle_buffer > 1)
+        stages: list[Any] = [source, functools.partial(
+            tar_samples, max_bytes=cfg.max_member_bytes, handler=self.errors)]
+        if cfg.shuffle_buffer > 1:
+            stages.append(functools.partial(shuffle_buffer, size=cfg.shuffle_buffer, rng=rng))
+        stages.append(wds.map(functools.partial(self._decode, rng=aug_rng),
+                              handler=self.errors))
+        pipe = wds.DataPipeline(*stages)
+        return pipe.with_epoch(quota) if quota is not None else pipe
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = tud.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        shards, stride, offset = self._assignment(worker, workers)
-        seed = [self.cfg.seed, self.epoch, self.rank, worker]
-        rng = np.random.default_rng(seed)
-        aug_rng = np.random.default_rng([*seed, 1]) if self.cfg.augment else None
-        per_rank = self.samples_per_rank()
-        quota = None if per_rank is None else split_counts(per_rank, workers)[worker]
-        if quota == 0:
-            return
-        raw = self._raw(shards, stride, offset, rng, forever=quota is not None)
-        n = 0
-        for url, key, members in _shuffle(raw, self.cfg.shuffle_buffer, rng):
-            yield self._decode(url, key, members, aug_rng)
-            n += 1
-            if quota is not None and n >= quota:
-                return
+        pipe = self.pipeline(worker, workers)
+        return iter(()) if pipe is None else iter(pipe)
 
-    def _decode(self, url: str, key: str, members: dict, rng: np.random.Generator | None) -> dict:
+    def _decode(self, raw: dict[str, Any], rng: np.random.Generator | None) -> dict:
         cfg = self.cfg
+        key = raw["key"]
         fields = POSE_FIELDS + (("keypoint_3d",) if cfg.channels == 3 else ())
-        t: Triplet = decode_triplet(key, members, fields)
+        t: Triplet = decode_triplet(key, raw["members"], fields)
         pose = to_ctvm(
             t.keypoint, t.keypoint_score, t.layout, frames=cfg.frames,
             max_persons=cfg.max_persons, channels=cfg.channels, keypoint_3d=t.keypoint_3d,
@@ -215,7 +355,8 @@ class TripletStream(tud.IterableDataset):
             "pose": pose,
             "video": _fit(t.video, dv), "has_video": t.video is not None,
             "text": _fit(t.text, dt), "has_text": t.text is not None,
-            "index": self._global_index(url, key), "key": key, "label": t.label,
+            "index": self._global_index(raw["url"], raw["position"]), "key": key,
+            "label": t.label,
         }
 
 
@@ -226,22 +367,6 @@ def _fit(vec: np.ndarray | None, dim: int) -> np.ndarray:
             raise ValueError(f"embedding of size {vec.shape[0]} where {dim} was expected")
         out[:] = vec
     return out
-
-
-def _shuffle(it: Iterator, size: int, rng: np.random.Generator) -> Iterator:
-    if size <= 1:
-        yield from it
-        return
-    buf: list = []
-    for x in it:
-        if len(buf) < size:
-            buf.append(x)
-            continue
-        j = int(rng.integers(len(buf)))
-        buf[j], x = x, buf[j]
-        yield x
-    rng.shuffle(buf)
-    yield from buf
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -259,13 +384,22 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class TripletLoader:
-    """Iterable of batches with ``set_epoch`` and, when the epoch length is set, ``len``."""
+    """Iterable of batches with ``set_epoch`` and, when the epoch length is set, ``len``.
+
+    One DataLoader for the loader's life: with ``persistent_workers`` its workers are forked
+    on the first ``iter`` and reused by every later epoch."""
 
     def __init__(self, stream: TripletStream, cfg: ReaderConfig):
         self.stream, self.cfg = stream, cfg
+        self._loader: tud.DataLoader | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.stream.set_epoch(epoch)
+
+    @property
+    def skipped(self) -> dict[str, int]:
+        """Samples and shards skipped so far (over every worker)."""
+        return self.stream.errors.counts
 
     def __len__(self) -> int:
         per_rank = self.stream.samples_per_rank()
@@ -277,22 +411,29 @@ class TripletLoader:
         counts = split_counts(per_rank, workers)
         return sum(c // b if self.cfg.drop_last else -(-c // b) for c in counts)
 
+    def dataloader(self) -> tud.DataLoader:
+        """The one DataLoader (built on first use)."""
+        if self._loader is None:
+            cfg = self.cfg
+            workers = cfg.num_workers
+            self._loader = tud.DataLoader(
+                self.stream, batch_size=cfg.batch_size, num_workers=workers,
+                collate_fn=collate, drop_last=cfg.drop_last,
+                persistent_workers=bool(workers and cfg.persistent_workers),
+                prefetch_factor=cfg.prefetch_factor if workers else None,
+                multiprocessing_context="fork" if workers and os.name == "posix" else None,
+            )
+        return self._loader
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        cfg = self.cfg
-        loader = tud.DataLoader(
-            self.stream, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
-            collate_fn=collate, drop_last=cfg.drop_last,
-            persistent_workers=False, prefetch_factor=4 if cfg.num_workers else None,
-            multiprocessing_context="fork" if cfg.num_workers and os.name == "posix" else None,
-        )
-        return iter(loader)
+        return iter(self.dataloader())
 
 
 def make_loader(urls: str | Sequence[str], cfg: ReaderConfig | None = None) -> TripletLoader:
     """A loader of batch dicts over triplet shards (see module docstring)."""
     cfg = cfg or ReaderConfig()
-    shard_list = expand_urls(urls)
-    stream = TripletStream(shard_list, cfg, sample_dims(shard_list, cfg))
+    shard_list_ = expand_urls(urls)
+    stream = TripletStream(shard_list_, cfg, sample_dims(shard_list_, cfg))
     return TripletLoader(stream, cfg)
 
 

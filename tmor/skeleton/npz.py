@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import io
 import re
+import struct
 import zipfile
+import zlib
 from typing import Any
 
 import numpy as np
@@ -66,9 +68,10 @@ def encode_pose(
     layout: str,
     fps: float,
     keypoint_3d: np.ndarray | None = None,
-    compress: bool = True,
+    compress: bool = False,
 ) -> bytes:
-    """The ``pose.npz`` member of a triplet."""
+    """The ``pose.npz`` member of a triplet; stored uncompressed by default, so the reader
+    slices the arrays out without an inflate (``compress=True``: deflated, ~10-30% smaller)."""
     arrays: dict[str, np.ndarray] = {
         "keypoint": np.asarray(keypoint, dtype=np.float32),
         "keypoint_score": np.asarray(keypoint_score, dtype=np.float32),
@@ -85,40 +88,109 @@ def encode_pose(
 MAX_POSE_BYTES = 1 << 30
 
 
-def _read_bounded(z: zipfile.ZipFile, name: str, budget: int) -> bytes:
-    """A member's bytes, refusing more than ``budget`` whatever its header declares."""
-    if z.getinfo(name).file_size > budget:
-        raise ValueError(f"pose.npz member {name} inflates to {z.getinfo(name).file_size} bytes, "
-                         f"over the {budget} bytes left of the bound")
-    with z.open(name) as f:
-        raw = f.read(budget + 1)
-    if len(raw) > budget:
-        raise ValueError(f"pose.npz member {name} inflates past the {budget} bytes left of the "
-                         "bound")
-    return raw
+class InflateBoundError(ValueError):
+    """A pose.npz whose members would inflate past the bound (a corrupt or hostile file)."""
+
+
+def npz_members(data: bytes, max_bytes: int = MAX_POSE_BYTES) -> dict[str, bytes]:
+    """The ``.npy`` payloads of an ``.npz`` by name (without ``.npy``), read from the zip's
+    central directory: stored members are slices (no copy through :mod:`zipfile`), deflated ones
+    (``np.savez_compressed``, older shards) one raw inflate each. Raises ValueError when the bytes
+    are not a zip this reader understands; :func:`decode_pose` then falls back to :mod:`zipfile`.
+    """
+    end = data.rfind(b"PK\x05\x06", max(0, len(data) - 65557))
+    if end < 0 or len(data) < end + 22:
+        raise ValueError("no end of central directory")
+    count, cd_size, cd_off = struct.unpack_from("<HII", data, end + 10)
+    if cd_off == 0xFFFFFFFF or count == 0xFFFF:
+        raise ValueError("zip64 central directory")
+    out: dict[str, bytes] = {}
+    budget = max_bytes
+    pos = cd_off
+    for _ in range(count):
+        if data[pos:pos + 4] != b"PK\x01\x02":
+            raise ValueError("bad central directory entry")
+        method, crc, csize, usize, nlen, xlen, clen, local = struct.unpack_from(
+            "<H4xIIIHHH8xI", data, pos + 10)
+        name = data[pos + 46:pos + 46 + nlen].decode("utf-8")
+        pos += 46 + nlen + xlen + clen
+        if csize == 0xFFFFFFFF or usize == 0xFFFFFFFF or local == 0xFFFFFFFF:
+            raise ValueError("zip64 member sizes")
+        if data[local:local + 4] != b"PK\x03\x04":
+            raise ValueError("bad local header")
+        lnlen, lxlen = struct.unpack_from("<HH", data, local + 26)
+        start = local + 30 + lnlen + lxlen
+        raw = data[start:start + csize]
+        if len(raw) != csize:
+            raise ValueError(f"member {name!r} is truncated")
+        if method == 0:
+            payload = raw
+        elif method == 8:
+            if usize > budget:
+                raise InflateBoundError(f"pose.npz member {name!r} inflates to {usize} bytes, "
+                                        f"over the {budget} bytes left of the bound")
+            payload = zlib.decompressobj(-15).decompress(raw, budget + 1)
+        else:
+            raise ValueError(f"member {name!r}: compression method {method}")
+        if len(payload) > budget:
+            raise InflateBoundError(f"pose.npz member {name!r} inflates past the bound")
+        if len(payload) != usize or zlib.crc32(payload) != crc:
+            raise ValueError(f"member {name!r}: size or CRC mismatch")
+        budget -= len(payload)
+        if name.endswith(".npy"):
+            out[name[:-4]] = payload
+    return out
 
 
 def decode_pose(data: bytes, fields: tuple[str, ...] | None = None,
                 max_bytes: int = MAX_POSE_BYTES) -> dict[str, Any]:
     """``pose.npz`` bytes -> {keypoint, keypoint_score, layout, fps, keypoint_3d?, ...}; 0-d
     arrays come back as Python scalars / strings. With ``fields``, only those arrays are read
-    (the reader skips what it does not use). The members may inflate to ``max_bytes`` in all;
-    more is a ValueError (a corrupt or hostile file)."""
+    (the reader skips what it does not use). Stored (uncompressed) members decode without a
+    copy through :mod:`zipfile` or an inflate (:func:`npz_members`). The members may inflate to
+    ``max_bytes`` in all; more is a ValueError (a corrupt or hostile file)."""
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as z:
-            files = {n[:-4]: n for n in z.namelist() if n.endswith(".npy")}
-            names = list(files) if fields is None else [k for k in fields if k in files]
-            budget = max_bytes
-            out: dict[str, Any] = {}
-            for k in names:
-                raw = _read_bounded(z, files[k], budget)
-                budget -= len(raw)
-                out[k] = load_npy(raw)
-    except zipfile.BadZipFile as e:
-        raise ValueError(f"pose.npz is not a valid npz: {e}") from e
+        members = npz_members(data, max_bytes)
+        names = list(members) if fields is None else [k for k in fields if k in members]
+        out: dict[str, Any] = {k: load_npy(members[k]) for k in names}
+    except InflateBoundError:
+        raise
+    except (ValueError, struct.error, zlib.error, UnicodeDecodeError):
+        out = _decode_pose_zipfile(data, fields, max_bytes)
     for k, val in list(out.items()):
         if isinstance(val, np.ndarray) and val.ndim == 0:
             out[k] = val.item()
     out["layout"] = str(out.get("layout", "coco17"))
     out["fps"] = float(out.get("fps", 30.0))
     return out
+
+
+def _decode_pose_zipfile(data: bytes, fields: tuple[str, ...] | None,
+                         max_bytes: int) -> dict[str, Any]:
+    """The general path through :mod:`zipfile` (any zip numpy writes), bounded the same way."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            files = {n[:-4]: n for n in z.namelist() if n.endswith(".npy")}
+            names = list(files) if fields is None else [k for k in fields if k in files]
+            out: dict[str, Any] = {}
+            budget = max_bytes
+            for k in names:
+                raw = _read_bounded(z, files[k], budget)
+                budget -= len(raw)
+                out[k] = load_npy(raw)
+            return out
+    except zipfile.BadZipFile as e:
+        raise ValueError(f"pose.npz is not a valid npz: {e}") from e
+
+
+def _read_bounded(z: zipfile.ZipFile, name: str, budget: int) -> bytes:
+    """A member's bytes, refusing more than ``budget`` whatever its header declares."""
+    if z.getinfo(name).file_size > budget:
+        raise InflateBoundError(f"pose.npz member {name} inflates to {z.getinfo(name).file_size} "
+                                f"bytes, over the {budget} bytes left of the bound")
+    with z.open(name) as f:
+        raw = f.read(budget + 1)
+    if len(raw) > budget:
+        raise InflateBoundError(f"pose.npz member {name} inflates past the {budget} bytes left "
+                                "of the bound")
+    return raw

@@ -2,8 +2,11 @@
 (the whole network) for skeleton action classification.
 
 Writes into ``out``: ``best.pt`` and ``last.pt`` (tmor checkpoints: the encoder, the classifier as
-``heads``, the config, class names, epoch, metrics), ``results.json`` (top-1, top-5, mean per-class
-accuracy of the best and last epochs, a per-class table, the history) and ``confusion.png``.
+``heads``, the config, class names, epoch, metrics), ``results.json`` and ``confusion.png``. The
+best epoch is chosen on a validation split (the data's ``split_val``, else ``val_fraction`` of
+train); the test split is evaluated once, with the chosen epoch's weights: ``best`` holds those
+test numbers (top-1, top-5, mean per-class accuracy, per-class table, confusion), ``val_best``
+and ``last`` the validation numbers of the chosen and the last epoch, ``history`` every epoch's.
 """
 
 from __future__ import annotations
@@ -16,7 +19,13 @@ from typing import Any
 import numpy as np
 
 from tmor.devices import resolve_device
-from tmor.train.data import ClassificationDataset, InputSpec, LoadedData, load_split
+from tmor.train.data import (
+    ClassificationDataset,
+    InputSpec,
+    LoadedData,
+    load_split,
+    validation_split,
+)
 
 
 @dataclass
@@ -28,6 +37,10 @@ class ClassifyConfig:
     mode: str = "finetune"  # "finetune" | "linear"
     split_train: str | None = "train"
     split_test: str | None = "test"
+    # model selection (issue 13): the best epoch is chosen on a validation split, the data's
+    # split_val or val_fraction of train carved by name hash; the test split is evaluated once
+    split_val: str | None = "val"
+    val_fraction: float = 0.1
     init: str | None = None  # checkpoint; None trains from scratch
     epochs: int | None = None  # default: 30, or more to reach min_steps (see resolve_schedule)
     min_steps: int = 1500  # floor of optimizer steps when epochs is not given (small sets)
@@ -140,6 +153,11 @@ def evaluate_scores(scores: np.ndarray, labels: np.ndarray, classes: list[str]) 
     }
 
 
+def _snapshot(*modules: Any) -> list[dict]:
+    """CPU copies of the modules' state dicts (the weights of the chosen epoch)."""
+    return [{k: v.detach().clone().cpu() for k, v in m.state_dict().items()} for m in modules]
+
+
 def _predict(model: Any, x: np.ndarray, device: Any, batch: int) -> np.ndarray:
     import torch
 
@@ -164,7 +182,8 @@ def _features(encoder: Any, x: np.ndarray, device: Any, batch: int) -> np.ndarra
 
 
 def run_classification(cfg: ClassifyConfig, train: LoadedData | None = None,
-                       test: LoadedData | None = None, log: Any = print) -> dict:
+                       test: LoadedData | None = None, log: Any = print,
+                       val: LoadedData | None = None) -> dict:
     """Train and evaluate; returns the results dict also written to ``<out>/results.json``."""
     import torch
 
@@ -177,6 +196,9 @@ def run_classification(cfg: ClassifyConfig, train: LoadedData | None = None,
     device = torch.device(resolve_device(cfg.device))
     train = train or load_split(cfg.data, cfg.split_train, cfg.data_layout, cfg.holdout)
     test = test or load_split(cfg.data, cfg.split_test, cfg.data_layout, cfg.holdout)
+    train, val, val_source = validation_split(cfg.data, cfg.split_val, train, cfg.data_layout,
+                                              cfg.holdout, cfg.val_fraction, val)
+    log(f"model selection on {len(val.samples)} validation samples ({val_source})")
     classes = train.classes if len(train.classes) >= len(test.classes) else test.classes
     dropped = {n: sum(s.label < 0 for s in d.samples) for n, d in (("train", train),
                                                                      ("test", test))}
@@ -184,6 +206,7 @@ def run_classification(cfg: ClassifyConfig, train: LoadedData | None = None,
         log(f"skipping samples without a label: {dropped}")
         train = LoadedData([s for s in train.samples if s.label >= 0], train.classes)
         test = LoadedData([s for s in test.samples if s.label >= 0], test.classes)
+    val = LoadedData([s for s in val.samples if s.label >= 0], val.classes)
     k = len(classes)
     if not train.samples or not test.samples:
         raise ValueError(f"empty split: {len(train.samples)} train, {len(test.samples)} test")
@@ -195,6 +218,7 @@ def run_classification(cfg: ClassifyConfig, train: LoadedData | None = None,
         raise ValueError(f"metric {cfg.metric!r}: choose top1, top5 or mean_class_accuracy")
     test_ds = ClassificationDataset(test.samples, spec)
     x_test, y_test = stack_inputs(test_ds)
+    x_val, y_val = stack_inputs(ClassificationDataset(val.samples, spec))
     num_joints = x_test.shape[3]
     encoder, _ = build_encoder(cfg.init, spec, num_joints)
     encoder.to(device)
@@ -202,14 +226,13 @@ def run_classification(cfg: ClassifyConfig, train: LoadedData | None = None,
     fsio.makedirs(cfg.out)
     history: list[dict] = []
     best: dict | None = None
-    best_scores = None
     linear = cfg.mode == "linear"
     t0 = time.time()
     if linear:
         encoder.requires_grad_(False)
         x_train, y_train = stack_inputs(ClassificationDataset(train.samples, spec))
         f_train = torch.from_numpy(_features(encoder, x_train, device, cfg.batch_size))
-        f_test = torch.from_numpy(_features(encoder, x_test, device, cfg.batch_size))
+        f_val = torch.from_numpy(_features(encoder, x_val, device, cfg.batch_size))
         params = list(head.parameters())
     else:
         train_ds = ClassificationDataset(train.samples, spec, augment=cfg.augment, seed=cfg.seed)
@@ -243,7 +266,7 @@ def run_classification(cfg: ClassifyConfig, train: LoadedData | None = None,
                 sched.step()
                 losses.append(loss.item())
             with torch.no_grad():
-                scores = torch.softmax(head(f_test.to(device)), -1).cpu().numpy()
+                scores = torch.softmax(head(f_val.to(device)), -1).cpu().numpy()
         else:
             model.train()
             train_ds.set_epoch(epoch)
@@ -262,27 +285,43 @@ def run_classification(cfg: ClassifyConfig, train: LoadedData | None = None,
                 losses.append(loss.item())
             if (epoch + 1) % eval_every and epoch != epochs - 1:
                 continue
-            scores = _predict(model, x_test, device, cfg.batch_size)
-        ev = evaluate_scores(scores, y_test, classes)
+            scores = _predict(model, x_val, device, cfg.batch_size)
+        ev = evaluate_scores(scores, y_val, classes)  # validation: model selection only
         row = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else None,
                **{m: ev[m] for m in ("top1", "top5", "mean_class_accuracy")}}
         history.append(row)
-        log(f"epoch {epoch}: loss {row['loss']} top1 {ev['top1']:.4f} "
+        log(f"epoch {epoch}: loss {row['loss']} val top1 {ev['top1']:.4f} "
             f"top5 {ev['top5']:.4f} mean_class {ev['mean_class_accuracy']:.4f}")
         extra = {"classes": classes, "epoch": epoch, "metrics": row, "task": "classification",
                  "input_spec": asdict(spec)}
         save_checkpoint(fsio.join(cfg.out, "last.pt"), encoder, head, asdict(cfg), **extra)
         if best is None or ev[cfg.metric] > best[cfg.metric]:
-            best, best_scores = {**ev, "epoch": epoch}, scores
+            best = {**ev, "epoch": epoch}
+            best_state = _snapshot(encoder, head)
             save_checkpoint(fsio.join(cfg.out, "best.pt"), encoder, head, asdict(cfg), **extra)
-    assert best is not None and best_scores is not None
-    last = evaluate_scores(scores, y_test, classes)
+    assert best is not None
+    last = evaluate_scores(scores, y_val, classes)
+    # the test split, once, with the weights of the epoch chosen on validation
+    encoder.load_state_dict(best_state[0])
+    head.load_state_dict(best_state[1])
+    if linear:
+        f_test = torch.from_numpy(_features(encoder, x_test, device, cfg.batch_size))
+        with torch.no_grad():
+            best_scores = torch.softmax(head(f_test.to(device)), -1).cpu().numpy()
+    else:
+        best_scores = _predict(model, x_test, device, cfg.batch_size)
+    val_best, best = best, {**evaluate_scores(best_scores, y_test, classes),
+                            "epoch": best["epoch"], "split": "test"}
+    log(f"test at epoch {best['epoch']} (chosen on validation): top1 {best['top1']:.4f} "
+        f"mean_class {best['mean_class_accuracy']:.4f}")
     cm = M.confusion_matrix(best_scores.argmax(1), y_test, k)
     M.save_confusion_png(cm, fsio.join(cfg.out, "confusion.png"), classes)
     results = {
         "task": "classification", "mode": cfg.mode, "init": cfg.init, "classes": classes,
         "chance": 1.0 / k, "num_train": n_train, "num_test": len(y_test),
-        "metric": cfg.metric, "best": best, "last": {**last, "epoch": epochs - 1},
+        "metric": cfg.metric, "num_val": len(y_val), "val_source": val_source,
+        "best": best, "val_best": val_best,
+        "last": {**last, "epoch": epochs - 1, "split": "val"},
         "confusion": cm.tolist(), "history": history, "seconds": time.time() - t0,
         "config": asdict(cfg), "input_spec": asdict(spec),
     }

@@ -71,6 +71,10 @@ class PretrainConfig:
     deterministic: bool = False
     device: str = "auto"
     resume: bool = True                 # continue from <out_dir>/last.pt when present
+    # run logging (issue 13): metrics.csv always; also tensorboard and / or wandb
+    report_to: str = "csv,tensorboard"  # comma list of csv, tensorboard, wandb
+    wandb_project: str = "tmor"
+    wandb_mode: str = "offline"         # offline (sync later with `wandb sync`) | online | disabled
 
     def pairs(self) -> list[str]:
         """The loss terms this run uses."""

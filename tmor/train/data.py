@@ -313,3 +313,68 @@ class DetectionWindows:
         n = int(mask.sum())
         y[:n] = self.targets[i][st:st + n]
         return x, y, mask
+
+
+# ---- validation split (model selection) --------------------------------------------------------
+
+
+def carve_validation(data: LoadedData, fraction: float,
+                     salt: str = "val") -> tuple[LoadedData, LoadedData]:
+    """(train, val): ``fraction`` of ``data`` held out for model selection, at least one sample
+    and never all, chosen by a salted hash of each sample's name (deterministic, independent of
+    order, disjoint from the hash hold-out of the test split)."""
+    n = len(data.samples)
+    if n < 2:
+        raise ValueError(f"cannot carve a validation split out of {n} training sample(s)")
+    k = min(max(int(round(n * fraction)), 1), n - 1)
+    rank = sorted(range(n), key=lambda i: hashlib.sha256(
+        f"{salt}:{data.samples[i].name}".encode()).hexdigest())
+    held = set(rank[:k])
+    return (LoadedData([s for i, s in enumerate(data.samples) if i not in held], data.classes),
+            LoadedData([s for i, s in enumerate(data.samples) if i in held], data.classes))
+
+
+def carve_validation_tail(data: LoadedData, fraction: float) -> tuple[LoadedData, LoadedData]:
+    """(train, val) for untrimmed sequences: the last ``fraction`` of every training sequence's
+    frames becomes a validation sequence (segments clipped and shifted), the rest stays for
+    training; works with a single training sequence and keeps train and val apart in time."""
+    tr, va = [], []
+    for s in data.samples:
+        t = s.num_frames
+        cut = min(max(int(round(t * (1 - fraction))), 1), t - 1) if t > 1 else t
+        for part, (lo, hi) in ((tr, (0, cut)), (va, (cut, t))):
+            if hi <= lo:
+                continue
+            segs = [(c, max(a, lo) - lo, min(b, hi) - lo) for c, a, b in s.segments
+                    if min(b, hi) > max(a, lo)]
+            part.append(SkeletonSample(
+                name=f"{s.name}@{lo}", keypoint=s.keypoint[:, lo:hi],
+                keypoint_score=s.keypoint_score[:, lo:hi], layout=s.layout, label=s.label,
+                keypoint_3d=None if s.keypoint_3d is None else s.keypoint_3d[:, lo:hi],
+                segments=segs, meta=dict(s.meta), video=s.video, label_name=s.label_name))
+    if not va:
+        raise ValueError("no training sequence is long enough to carve a validation part")
+    return LoadedData(tr, data.classes), LoadedData(va, data.classes)
+
+
+def validation_split(data: str, split_val: str | None, train: LoadedData, layout: str,
+                     holdout: float, val_fraction: float, val: LoadedData | None = None,
+                     by_time: bool = False) -> tuple[LoadedData, LoadedData, str]:
+    """(train, val, where val came from): the data's ``split_val`` split when it has a non-empty
+    one, else ``val_fraction`` of the training samples (:func:`carve_validation`) or, with
+    ``by_time`` (untrimmed detection), of every training sequence's frames
+    (:func:`carve_validation_tail`)."""
+    if val is not None:
+        return train, val, "given"
+    if split_val:
+        try:
+            found = load_split(data, split_val, layout, holdout)
+        except ValueError:
+            found = None
+        if found is not None and found.samples:
+            return train, found, f"split {split_val!r}"
+    if by_time:
+        tr, va = carve_validation_tail(train, val_fraction)
+        return tr, va, f"the last {val_fraction:g} of each training sequence's frames"
+    tr, va = carve_validation(train, val_fraction)
+    return tr, va, f"{len(va.samples)} of {len(train.samples)} training samples (by name hash)"

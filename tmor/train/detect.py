@@ -8,7 +8,10 @@ per-frame probabilities of overlapping windows are averaged back into one (T, K)
 
 Writes into ``out``: best.pt / last.pt, ``predictions.npz`` (per test sequence: scores (T, K)
 float32, and targets (T, K) uint8 under ``<name>.targets``) and ``results.json`` (TSU and
-Charades frame mAP, PKU-MMD event mAP at tIoU 0.1 / 0.3 / 0.5, per class).
+Charades frame mAP, PKU-MMD event mAP at tIoU 0.1 / 0.3 / 0.5, per class). The best epoch is
+chosen on a validation split (the data's ``split_val``, else the last ``val_fraction`` of each
+training sequence's frames); the test split is evaluated once with its weights (``best``;
+``val_best`` and ``last`` are validation numbers).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from tmor.train.data import (
     load_split,
     sequence_input,
     take_window,
+    validation_split,
     window_starts,
 )
 
@@ -42,6 +46,11 @@ class DetectConfig:
     mode: str = "finetune"  # "finetune" | "linear"
     split_train: str | None = "train"
     split_test: str | None = "test"
+    # model selection (issue 13): the best epoch is chosen on a validation split, the data's
+    # split_val, else the last val_fraction of each training sequence; the test split is
+    # evaluated once
+    split_val: str | None = "val"
+    val_fraction: float = 0.1
     init: str | None = None
     epochs: int = 30
     batch_size: int = 16
@@ -139,19 +148,23 @@ def evaluate_detection(scores: list[np.ndarray], targets: list[np.ndarray], name
 
 
 def run_detection(cfg: DetectConfig, train: LoadedData | None = None,
-                  test: LoadedData | None = None, log: Any = print) -> dict:
+                  test: LoadedData | None = None, log: Any = print,
+                  val: LoadedData | None = None) -> dict:
     """Train and evaluate frame-wise detection; returns the dict written to results.json."""
     import torch
 
     from tmor import fsio
     from tmor.model.checkpoint import save_checkpoint
-    from tmor.train.classify import build_encoder, peek_checkpoint, resolve_spec
+    from tmor.train.classify import _snapshot, build_encoder, peek_checkpoint, resolve_spec
 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     device = torch.device(resolve_device(cfg.device))
     train = train or load_split(cfg.data, cfg.split_train, cfg.data_layout)
     test = test or load_split(cfg.data, cfg.split_test, cfg.data_layout)
+    train, val, val_source = validation_split(cfg.data, cfg.split_val, train, cfg.data_layout,
+                                              0.2, cfg.val_fraction, val, by_time=True)
+    log(f"model selection on {len(val.samples)} validation sequences ({val_source})")
     classes = train.classes or test.classes
     k = len(classes)
     if k == 0 or not train.samples or not test.samples:
@@ -169,6 +182,9 @@ def run_detection(cfg: DetectConfig, train: LoadedData | None = None,
     test_x = [sequence_input(s, spec) for s in test.samples]
     test_y = [frame_targets(s.segments, s.num_frames, k) for s in test.samples]
     names = [s.name for s in test.samples]
+    val_x = [sequence_input(s, spec) for s in val.samples]
+    val_y = [frame_targets(s.segments, s.num_frames, k) for s in val.samples]
+    val_names = [s.name for s in val.samples]
     items = [train_ds[i] for i in range(len(train_ds))]
     xs = np.stack([it[0] for it in items])
     ys = torch.from_numpy(np.stack([it[1] for it in items]))  # (N, W, K)
@@ -215,22 +231,32 @@ def run_detection(cfg: DetectConfig, train: LoadedData | None = None,
             losses.append(loss.item())
         sched.step()
         scores = [predict_sequence(encoder, head, x, cfg.window, stride, device, cfg.batch_size)
-                  for x in test_x]
-        ev = evaluate_detection(scores, test_y, names, k, cfg.threshold, cfg.min_length,
+                  for x in val_x]  # validation: model selection only
+        ev = evaluate_detection(scores, val_y, val_names, k, cfg.threshold, cfg.min_length,
                                 cfg.thetas)
         row = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else None,
                "frame_map_tsu": ev["frame_map_tsu"], "event_map": ev["event_map"]}
         history.append(row)
-        log(f"epoch {epoch}: loss {row['loss']} frame mAP {ev['frame_map_tsu']:.4f} "
+        log(f"epoch {epoch}: loss {row['loss']} val frame mAP {ev['frame_map_tsu']:.4f} "
             f"event mAP {ev['event_map']}")
         extra = {"classes": classes, "epoch": epoch, "metrics": row, "task": "detection",
                  "input_spec": asdict(spec), "window": cfg.window}
         save_checkpoint(fsio.join(cfg.out, "last.pt"), encoder, head, asdict(cfg), **extra)
         key = ev["frame_map_tsu"] if np.isfinite(ev["frame_map_tsu"]) else -1.0
         if best is None or key > best[0]:
-            best, best_scores = (key, {**ev, "epoch": epoch}), scores
+            best = (key, {**ev, "epoch": epoch})
+            best_state = _snapshot(encoder, head)
             save_checkpoint(fsio.join(cfg.out, "best.pt"), encoder, head, asdict(cfg), **extra)
-    assert best is not None and best_scores is not None
+    assert best is not None
+    # the test split, once, with the weights of the epoch chosen on validation
+    encoder.load_state_dict(best_state[0])
+    head.load_state_dict(best_state[1])
+    best_scores = [predict_sequence(encoder, head, x, cfg.window, stride, device,
+                                    cfg.batch_size) for x in test_x]
+    test_ev = evaluate_detection(best_scores, test_y, names, k, cfg.threshold, cfg.min_length,
+                                 cfg.thetas)
+    log(f"test at epoch {best[1]['epoch']} (chosen on validation): frame mAP "
+        f"{test_ev['frame_map_tsu']:.4f} event mAP {test_ev['event_map']}")
     buf = io.BytesIO()
     arrays = {n: s.astype(np.float32) for n, s in zip(names, best_scores, strict=True)}
     arrays.update({f"{n}.targets": y for n, y in zip(names, test_y, strict=True)})
@@ -239,7 +265,9 @@ def run_detection(cfg: DetectConfig, train: LoadedData | None = None,
     results = {
         "task": "detection", "mode": cfg.mode, "init": cfg.init, "classes": classes,
         "num_train_windows": len(xs), "num_test_sequences": len(test_x),
-        "best": best[1], "last": {**ev, "epoch": cfg.epochs - 1}, "history": history,
+        "num_val_sequences": len(val_x), "val_source": val_source,
+        "best": {**test_ev, "epoch": best[1]["epoch"], "split": "test"}, "val_best": best[1],
+        "last": {**ev, "epoch": cfg.epochs - 1, "split": "val"}, "history": history,
         "seconds": time.time() - t0, "config": asdict(cfg), "input_spec": asdict(spec),
     }
     fsio.write_bytes(fsio.join(cfg.out, "results.json"),

@@ -34,11 +34,25 @@ from tmor.model.queue import FeatureQueue
 from tmor.model.unik import UNIK
 from tmor.skeleton.augment import augment
 from tmor.train.config import PretrainConfig
-from tmor.train.corpus import corpus_size, reader_config
+from tmor.train.corpus import (
+    check_resume_corpus,
+    corpus_index_hash,
+    corpus_size,
+    reader_config,
+    usable_pairs,
+)
 from tmor.train.dist import DistContext, all_mean, gather, init_distributed, sync_batchnorm
 from tmor.train.guidance import batch_dominated, plan_schedule
 from tmor.train.recluster import GUIDE_FIELDS, recluster
-from tmor.train.runlog import CLUSTER_FIELDS, METRIC_FIELDS, CsvLog, plot_curves, tensorboard
+from tmor.train.runlog import (
+    CLUSTER_FIELDS,
+    METRIC_FIELDS,
+    CsvLog,
+    Reporters,
+    corpus_card_hash,
+    parse_report_to,
+    plot_curves,
+)
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +133,7 @@ class Trainer:
         self.queues = {p: FeatureQueue(cfg.queue_size, cfg.proj_dim, dev) for p in self.pairs}
         self.table: torch.Tensor | None = None  # global index -> cluster (-1 noise)
         self.step = self.epoch = self.step_in_epoch = 0
+        self.corpus: dict[str, Any] = {}  # index hash of the shards (set by run_pretrain)
 
     def _load_init(self, url: str) -> None:
         ck = load_checkpoint(url)
@@ -215,7 +230,7 @@ class Trainer:
                     "python": random.getstate(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available()
                     else None},
-            "pairs": self.pairs,
+            "pairs": self.pairs, "corpus": self.corpus,
         }
 
     def save(self, url: str) -> None:
@@ -223,6 +238,8 @@ class Trainer:
 
     def load(self, url: str) -> None:
         ck = load_checkpoint(url, map_location=self.ctx.device)
+        if self.corpus:  # a changed corpus: its indices name other samples now
+            check_resume_corpus(ck, self.corpus.get("index_hash"), url, self.cfg.shards)
         self.encoder.load_state_dict(ck["encoder"])
         self.heads.load_state_dict(ck["heads"])
         self.opt.load_state_dict(ck["optimizer"])
@@ -236,7 +253,7 @@ class Trainer:
         self.step_in_epoch = int(ck["step_in_epoch"])
         rng = ck["rng"]
         torch.set_rng_state(rng["torch"].cpu())
-        np.random.set_state(rng["numpy"])
+        np.random.set_state(tuple(v.numpy() if torch.is_tensor(v) else v for v in rng["numpy"]))
         random.setstate(rng["python"])
         if rng.get("cuda") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
@@ -260,6 +277,10 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     loader = make_loader(cfg.shards, rcfg)
     probe = next(iter(loader.stream))["pose"]  # (C, T, V, M)
     dv, dt = sample_dims(loader.stream.urls, rcfg)
+    pairs = usable_pairs(cfg, dv, dt)  # mv without video embeddings: dropped or refused
+    if pairs != cfg.pairs():
+        cfg.losses = pairs
+    index_hash = corpus_index_hash(cfg.shards)
     steps_per_epoch = len(loader)
     if steps_per_epoch == 0:
         raise ValueError("an epoch has no full batch: lower batch_size or raise epoch_samples")
@@ -268,6 +289,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         total = min(total, cfg.max_steps)
     trainer = Trainer(cfg, ctx, probe.shape[0], probe.shape[2], probe.shape[3], dv, dt, total,
                       steps_per_epoch)
+    trainer.corpus = {"index_hash": index_hash, "shards": cfg.shards}
     last = fsio.join(cfg.out_dir, "last.pt")
     resumed = cfg.resume and fsio.exists(last)
     if resumed:
@@ -291,7 +313,9 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         if ctx.is_main:
             trainer.save(url)
 
-    tb = tensorboard(cfg.out_dir) if ctx.is_main else None
+    tb = Reporters(cfg.out_dir, parse_report_to(cfg.report_to), cfg.to_dict(),
+                   corpus_card_hash(cfg.shards), index_hash, cfg.wandb_project,
+                   cfg.wandb_mode) if ctx.is_main else None
 
     done = bool(cfg.max_steps and trainer.step >= cfg.max_steps)
     row: dict[str, Any] = {}
@@ -336,5 +360,9 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     save(last)
     if ctx.is_main:
         plot_curves(cfg.out_dir)
+    if tb is not None:
+        tb.close()
+    if any(loader.skipped.values()):
+        log.warning("the reader skipped %s", loader.skipped)
     return {"steps": trainer.step, "epoch": trainer.epoch, "loss": row.get("loss"),
-            "checkpoint": last, "resumed": resumed}
+            "checkpoint": last, "resumed": resumed, "skipped": loader.skipped}

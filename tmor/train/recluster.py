@@ -16,7 +16,7 @@ import torch
 
 from tmor import fsio
 from tmor.train.config import PretrainConfig
-from tmor.train.corpus import reader_config
+from tmor.train.corpus import pass_loader
 from tmor.train.dist import DistContext, from_main, gather_objects_to_main, gather_to_main
 from tmor.train.embed import embed_pass
 from tmor.train.guidance import guarded_clustering
@@ -32,10 +32,8 @@ def recluster(trainer: Any, cfg: PretrainConfig, ctx: DistContext) -> dict[str, 
     """Embed the corpus, DBSCAN on rank 0, share the labels; write labels parquet + stats."""
     import pandas as pd
 
-    from tmor.shards.reader import make_loader
-
     t0 = time.perf_counter()
-    loader = make_loader(cfg.shards, reader_config(cfg, train=False))
+    loader = pass_loader(cfg)  # built once per run: its workers are forked once
     index, keys, _, emb = embed_pass(trainer.encoder, loader, ctx.device, trainer.amp_dtype)
     arrays = gather_to_main({"index": index.astype(np.int64), "emb": emb.astype(np.float32)},
                             ctx)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 from typing import Any
 
@@ -100,3 +101,96 @@ def tensorboard(out_dir: str):
         return None
     fs, path = fsio.filesystem(out_dir)
     return SummaryWriter(os.path.join(path, "tb")) if fsio.is_local(fs) else None
+
+
+# -- --report-to: csv (always), tensorboard, wandb ----------------------------------------------
+REPORTERS = ("csv", "tensorboard", "wandb")
+
+
+def parse_report_to(spec: str | list[str] | None) -> list[str]:
+    """'csv,tensorboard,wandb' -> the list (csv is always on: it is the resume-safe record the
+    plots read); raises ValueError on an unknown name."""
+    items = spec if isinstance(spec, list) else str(spec or "").replace("+", ",").split(",")
+    names = [s.strip().lower() for s in items if s and s.strip()]
+    bad = [n for n in names if n not in REPORTERS]
+    if bad:
+        raise ValueError(f"unknown --report-to {bad}: choose from {', '.join(REPORTERS)}")
+    return ["csv"] + [n for n in REPORTERS[1:] if n in names]
+
+
+def corpus_card_hash(shards: str) -> str | None:
+    """sha256 of the corpus card (``corpus.json``) of the corpus whose shards these are: in the
+    shard folder or the folder above it (None when there is none)."""
+    import hashlib
+
+    from tmor.shards.reader import expand_urls, index_location
+
+    folder = index_location(expand_urls(shards)[0])
+    if not folder:
+        return None
+    for where in (folder, folder.rsplit("/", 1)[0] if "/" in folder else None):
+        url = fsio.join(where, "corpus.json") if where else None
+        if url and fsio.exists(url):
+            return hashlib.sha256(fsio.read_bytes(url)).hexdigest()
+    return None
+
+
+class Reporters:
+    """The run's scalars to TensorBoard and / or Weights & Biases (metrics.csv is written by
+    :class:`CsvLog`). Each log starts with the run's identity: the config and the corpus card
+    hash (TensorBoard text ``run/config``, wandb ``config``, ``run.json`` beside the CSVs).
+
+    ``add_scalar(tag, value, step)`` fans out, so the trainer logs as it did to TensorBoard.
+    wandb is optional (``pip install 'tmor[wandb]'``); its mode comes from ``wandb_mode``
+    (default offline: the run is written under ``<out_dir>/wandb`` and synced later with
+    ``wandb sync``)."""
+
+    def __init__(self, out_dir: str, report_to: list[str], config: dict[str, Any],
+                 card_hash: str | None, index_hash: str | None = None,
+                 wandb_project: str = "tmor", wandb_mode: str = "offline",
+                 run_name: str | None = None) -> None:
+        import hashlib
+        import json
+
+        self.identity = {"config": config, "corpus_card_sha256": card_hash,
+                         "corpus_index_hash": index_hash, "report_to": report_to}
+        blob = json.dumps(self.identity, sort_keys=True, default=str).encode()
+        self.run_id = hashlib.sha256(blob).hexdigest()[:12]
+        self.identity["run_id"] = self.run_id
+        fsio.write_bytes(fsio.join(out_dir, "run.json"),
+                         json.dumps(self.identity, indent=1, default=str).encode())
+        self.tb = tensorboard(out_dir) if "tensorboard" in report_to else None
+        if "tensorboard" in report_to and self.tb is None:
+            logging.getLogger(__name__).warning(
+                "--report-to tensorboard: tensorboard is not installed (or %s is not local); "
+                "metrics.csv only", out_dir)
+        if self.tb is not None:
+            self.tb.add_text("run/config", "```\n" + json.dumps(self.identity, indent=1,
+                                                               default=str) + "\n```")
+            self.tb.add_text("run/corpus_card_sha256", str(card_hash))
+        self.wandb = None
+        if "wandb" in report_to:
+            try:
+                import wandb
+            except ImportError as e:
+                raise ImportError("--report-to wandb needs wandb: pip install 'tmor[wandb]'") \
+                    from e
+            fs, path = fsio.filesystem(out_dir)
+            self.wandb = wandb.init(
+                project=wandb_project, name=run_name or os.path.basename(path.rstrip("/")),
+                id=self.run_id, resume="allow", mode=wandb_mode,
+                dir=path if fsio.is_local(fs) else None,
+                config={**config, "corpus_card_sha256": card_hash,
+                        "corpus_index_hash": index_hash})
+
+    def add_scalar(self, tag: str, value: float, step: int) -> None:
+        if self.tb is not None:
+            self.tb.add_scalar(tag, value, step)
+        if self.wandb is not None:
+            self.wandb.log({tag: value}, step=step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+        if self.wandb is not None:
+            self.wandb.finish()
