@@ -94,7 +94,17 @@ def expand_urls(urls: str | Sequence[str]) -> list[str]:
             out.append(u)
     if not out:
         raise ValueError(f"no shards in {urls!r}")
+    missing = [u for u in out if not u.startswith("pipe:") and _missing_local(u)]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} of {len(out)} shard(s) missing, e.g. "
+                                f"{missing[0]!r}")
     return out
+
+
+def _missing_local(url: str) -> bool:
+    """True for a local path that does not exist (remote URLs are not probed: one call each)."""
+    fs, path = fsio.filesystem(url)
+    return fsio.is_local(fs) and not fs.exists(path)
 
 
 def open_shard(url: str) -> tuple[IO[bytes], subprocess.Popen | None]:
