@@ -5,7 +5,7 @@ Writes a Kinetics-style CSV (label, youtube_id, time_start, time_end) of ``--row
 per video id, as Kinetics has) into a temporary folder, and runs the real command line in a child
 process for each step; peak memory is the child's maximum resident set size (``os.wait4``).
 
-    .venv/bin/python bench/plan.py [--rows 1000000] [--shard-size 1000] [--json]
+    .venv/bin/python bench/plan.py [--rows 1000000] [--shard-size 1000] [--json PATH]
 
 Goal (issue 15): plan < 20 s and < 1 GB, re-plan < 10 s, for 1M rows.
 """
@@ -61,7 +61,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--shard-size", type=int, default=1000)
     ap.add_argument("--no-status", action="store_true", help="skip timing `status`")
-    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--json", metavar="PATH", help="also write the figures here as JSON")
     args = ap.parse_args()
 
     cli = [sys.executable, "-m", "tmor.cli.data"]
@@ -88,11 +88,10 @@ def main() -> None:
     out["meets_goal"] = (out["plan"]["seconds"] < goal["plan_s"]  # type: ignore[index]
                          and out["plan"]["peak_rss_mb"] < goal["plan_rss_mb"]  # type: ignore[index]
                          and out["replan"]["seconds"] < goal["replan_s"])  # type: ignore[index]
+    for k, v in out.items():
+        print(f"{k:12} {v}")
     if args.json:
-        print(json.dumps(out))
-    else:
-        for k, v in out.items():
-            print(f"{k:12} {v}")
+        Path(args.json).write_text(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":
