@@ -6,23 +6,10 @@ from __future__ import annotations
 import typer
 
 from tmor.cli.defaults import defaults_from, escape_markup
-from tmor.cli.errors import debug_option, guard_commands, run_app
+from tmor.cli.errors import guard_commands, new_app, run_app
 from tmor.cli.options import parse_pairs, with_runner_options
 
-app = typer.Typer(
-    help="Build a skeleton / video / text corpus: fetch, extract-pose, caption, embed, pack.",
-    no_args_is_help=True,
-    add_completion=False,
-)
-
-
-@app.callback()
-def _app_options(
-    debug: bool = typer.Option(False, "--debug", help="show the traceback of an error "
-                               "(anywhere on the line; also TMOR_DEBUG=1)"),
-) -> None:
-    """Errors print one line and exit 2; --debug shows their traceback."""
-    debug_option(debug)
+app = new_app("Build a skeleton / video / text corpus: fetch, extract-pose, caption, embed, pack.")
 
 
 # ---- stages ------------------------------------------------------------------------------------

@@ -92,3 +92,18 @@ def debug_option(value: bool) -> None:
     """The app-level ``--debug`` flag (handled by :func:`run_app` wherever it is given)."""
     if value:
         os.environ[DEBUG_ENV] = "1"
+
+
+def new_app(help: str) -> typer.Typer:
+    """A typer app with the shared ``--debug`` callback (both CLIs are built this way)."""
+    app = typer.Typer(help=help, no_args_is_help=True, add_completion=False)
+
+    @app.callback()
+    def _app_options(
+        debug: bool = typer.Option(False, "--debug", help="show the traceback of an error "
+                                   "(anywhere on the line; also TMOR_DEBUG=1)"),
+    ) -> None:
+        """Errors print one line and exit 2; --debug shows their traceback."""
+        debug_option(debug)
+
+    return app

@@ -7,22 +7,9 @@ from __future__ import annotations
 import typer
 
 from tmor.cli.defaults import defaults_from, escape_markup
-from tmor.cli.errors import debug_option, guard_commands, run_app
+from tmor.cli.errors import guard_commands, new_app, run_app
 
-app = typer.Typer(
-    help="Pre-train a UNIK skeleton encoder on triplet shards and transfer it.",
-    no_args_is_help=True,
-    add_completion=False,
-)
-
-
-@app.callback()
-def _app_options(
-    debug: bool = typer.Option(False, "--debug", help="show the traceback of an error "
-                               "(anywhere on the line; also TMOR_DEBUG=1)"),
-) -> None:
-    """Errors print one line and exit 2; --debug shows their traceback."""
-    debug_option(debug)
+app = new_app("Pre-train a UNIK skeleton encoder on triplet shards and transfer it.")
 
 
 # ---- pre-training ------------------------------------------------------------------------------

@@ -21,7 +21,8 @@ from tmor import fsio
 HOST = socket.gethostname()
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True when process ``pid`` of this host exists."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -41,7 +42,7 @@ def is_held(path: str, stale_s: float) -> bool:
         return False
     except (json.JSONDecodeError, OSError):
         return True  # being written right now
-    if info.get("host") == HOST and not _pid_alive(int(info.get("pid", -1))):
+    if info.get("host") == HOST and not pid_alive(int(info.get("pid", -1))):
         return False
     return age <= stale_s
 

@@ -12,28 +12,16 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 import uuid
 
 from tmor import fsio
+from tmor.manifests.lock import HOST, pid_alive
 from tmor.manifests.plan import shard_name
-
-HOST = socket.gethostname()
 
 
 def claim_path(root: str, stage: str, shard: int) -> str:
     return fsio.join(root, stage, "_claims", f"{shard_name(shard)}.claim")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _is_stale(path: str, lease_s: float) -> bool:
@@ -43,7 +31,7 @@ def _is_stale(path: str, lease_s: float) -> bool:
         age = time.time() - os.path.getmtime(path)
     except (FileNotFoundError, json.JSONDecodeError):
         return True  # vanished, or its writer died between create and write
-    if info.get("host") == HOST and not _pid_alive(int(info.get("pid", -1))):
+    if info.get("host") == HOST and not pid_alive(int(info.get("pid", -1))):
         return True
     return age > lease_s
 
