@@ -26,29 +26,18 @@ import os
 import resource
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # tests/_fetched.py
+from _fetched import fetch_encode  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 VIDEOS = Path(os.environ.get("TMOR_DATA") or ROOT.parent / "shared" / "data") / "videos"
-
-
-def fetch_like(src: Path, dst: Path, seconds: float) -> Path:
-    """``src``'s first ``seconds`` encoded by the fetch stage's own ffmpeg command."""
-    from tmor.pipeline.fetch import FetchConfig
-    from tmor.pipeline.fetch_ffmpeg import CutSpec, cut_argv, run_bounded
-
-    cfg = FetchConfig()
-    spec = CutSpec(url="file:" + str(src.resolve()), start=0.0, duration=seconds,
-                   out_path=str(dst), web=False, fps_cap=cfg.fps_cap,
-                   max_short_side=cfg.max_height, crf=cfg.crf, preset=cfg.preset)
-    proc = run_bounded(cut_argv(spec), 300)
-    if proc.returncode != 0:
-        raise SystemExit(proc.stderr.decode(errors="replace")[-2000:])
-    return dst
 
 
 def model_spec(name: str, folder: Path) -> str:
@@ -150,7 +139,7 @@ def run(args: argparse.Namespace, raw: list[Path], tmp: Path) -> None:
     from tmor.pipeline.vl import load_encoder
     from tmor.pipeline.vl.clips import decode_clip
 
-    files = [fetch_like(p, tmp / f"{p.stem}.mp4", args.seconds) for p in raw]
+    files = [fetch_encode(p, tmp / f"{p.stem}.mp4", args.seconds) for p in raw]
     encoder = load_encoder(model_spec(args.model, tmp), args.device)
     data = {p: p.read_bytes() for p in files}
     paths = [files[i % len(files)] for i in range(args.clips)]

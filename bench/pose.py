@@ -26,6 +26,7 @@ import os
 import resource
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,26 +34,14 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # tests/_fetched.py
+from _fetched import fetch_encode  # noqa: E402
+
 DATA = Path(os.environ.get("TMOR_DATA") or
             Path(__file__).resolve().parents[1].parent / "shared" / "data")
 CLIPS = ["kinetics_tai_chi_1.mp4", "basketball_two_person.mp4", "ntu_two_person_hug.mp4",
          "ucf101_archery.avi", "dribbling_basketball_portrait.mp4",
          "two_person_handover_portrait.mp4"]  # fmt: skip
-
-
-def fetch_like(src: Path, dst: Path, seconds: float) -> Path:
-    """``src``'s first ``seconds`` encoded by the fetch stage's own ffmpeg command."""
-    from tmor.pipeline.fetch import FetchConfig
-    from tmor.pipeline.fetch_ffmpeg import CutSpec, cut_argv, run_bounded
-
-    cfg = FetchConfig()
-    spec = CutSpec(url="file:" + str(src.resolve()), start=0.0, duration=seconds,
-                   out_path=str(dst), web=False, fps_cap=cfg.fps_cap,
-                   max_short_side=cfg.max_height, crf=cfg.crf, preset=cfg.preset)
-    proc = run_bounded(cut_argv(spec), 300)
-    if proc.returncode != 0:
-        raise SystemExit(proc.stderr.decode(errors="replace")[-2000:])
-    return dst
 
 
 class NullNet:
@@ -202,7 +191,7 @@ def main() -> None:
     device = resolve_device(args.device)
     tmp = Path(tempfile.mkdtemp(prefix="tmor_bench_pose_"))
     try:
-        paths = [fetch_like(DATA / "videos" / c, tmp / (Path(c).stem + ".mp4"), args.seconds)
+        paths = [fetch_encode(DATA / "videos" / c, tmp / (Path(c).stem + ".mp4"), args.seconds)
                  for c in args.clips]
         samples = samples_of(paths, args.copies)
         out: dict[str, Any] = {"bench": "pose", "device": device, "clips": len(paths),

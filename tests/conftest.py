@@ -25,3 +25,14 @@ def shared_data(*parts: str) -> Path:
 @pytest.fixture
 def videos_dir() -> Path:
     return shared_data("videos")
+
+
+@pytest.fixture(scope="session")
+def window_corpus(tmp_path_factory) -> str:
+    """Triplet shards of 16-frame windows of the real NTU / FallFree skeletons (built once)."""
+    data = shared_data("skeletons").parent
+    from _windows import skeleton_windows, write_window_corpus
+
+    root = tmp_path_factory.mktemp("window_corpus")
+    write_window_corpus(str(root), skeleton_windows(str(data), frames=16, stride=8))
+    return str(root / "triplets")

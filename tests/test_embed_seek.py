@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _fetched import fetch_encode
 
 from tmor.pipeline.stage import Sample
 from tmor.skeleton.npz import load_npy
@@ -24,13 +25,7 @@ pytestmark = pytest.mark.skipif(not all((VIDEOS / c).is_file() for c in CLIPS),
 
 def _fetch(src: Path, dst: Path, seconds: float, keyframes: bool) -> bytes:
     """``src``'s first seconds through fetch's own encode command."""
-    from tmor.pipeline.fetch_ffmpeg import CutSpec, cut_argv, run_bounded
-
-    spec = CutSpec(url="file:" + str(src), start=0.0, duration=seconds, out_path=str(dst),
-                   web=False, max_short_side=360, seek_keyframes=keyframes)
-    proc = run_bounded(cut_argv(spec), 120)
-    assert proc.returncode == 0, proc.stderr[-800:]
-    return dst.read_bytes()
+    return fetch_encode(src, dst, seconds, seek_keyframes=keyframes).read_bytes()
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,6 @@ from tmor.train.guidance import (
     plan_schedule,
 )
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
 
 def test_schedule_scales_with_the_run() -> None:
     # the run: 3 epochs of 7 steps; a fixed 500-step warm-up was longer than the run
@@ -90,15 +88,9 @@ def test_batch_dominated() -> None:
     assert not batch_dominated(torch.cat([torch.zeros(5, dtype=torch.long), own[:5]]), 0.5)
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> str:
-    if not DATA.is_dir():
-        pytest.skip(f"shared test data not found at {DATA}")
-    from _windows import skeleton_windows, write_window_corpus
-
-    root = tmp_path_factory.mktemp("corpus")
-    write_window_corpus(str(root), skeleton_windows(str(DATA), frames=16, stride=8))
-    return str(root / "triplets")
+@pytest.fixture
+def corpus(window_corpus: str) -> str:
+    return window_corpus
 
 
 def test_untrained_encoder_one_cluster_guidance_held_back_loss_falls(corpus: str,

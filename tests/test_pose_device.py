@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _fetched import fetch_encode
 
 from tmor.pipeline.pose.stage import PoseConfig, PoseStage
 from tmor.pipeline.stage import Sample
@@ -26,13 +27,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def _fetched(src: Path, dst: Path) -> bytes:
-    from tmor.pipeline.fetch_ffmpeg import CutSpec, cut_argv, run_bounded
-
-    spec = CutSpec(url="file:" + str(src), start=0.0, duration=1.5, out_path=str(dst), web=False,
-                   max_short_side=360)
-    proc = run_bounded(cut_argv(spec), 120)
-    assert proc.returncode == 0, proc.stderr[-800:]
-    return dst.read_bytes()
+    return fetch_encode(src, dst, 1.5).read_bytes()
 
 
 def _run(samples: list[Sample], engine: str, **kw) -> dict[str, dict]:

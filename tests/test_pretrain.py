@@ -20,7 +20,6 @@ import pandas as pd
 import pytest
 import torch
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -36,15 +35,9 @@ def _cfg(shards: str, out: Path, **kw):
     return PretrainConfig(**base)
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> str:
-    if not DATA.is_dir():
-        pytest.skip(f"shared test data not found at {DATA}")
-    from _windows import skeleton_windows, write_window_corpus
-
-    root = tmp_path_factory.mktemp("corpus")
-    write_window_corpus(str(root), skeleton_windows(str(DATA), frames=16, stride=8))
-    return str(root / "triplets")
+@pytest.fixture
+def corpus(window_corpus: str) -> str:
+    return window_corpus
 
 
 def _env() -> dict[str, str]:

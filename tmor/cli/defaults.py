@@ -2,7 +2,7 @@
 (CLI default None, so that a YAML file can set it) shows the config dataclass's own default.
 
 The defaults are read from the config module's source (``ast``), not by importing it, so that
-``--help`` stays instant; ``tests/test_cli_help.py`` checks them against the imported classes.
+``--help`` stays instant; ``tests/test_cli.py`` checks them against the imported classes.
 """
 
 from __future__ import annotations

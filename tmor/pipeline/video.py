@@ -244,12 +244,13 @@ def read_frames(
     indices: Sequence[int],
     size: tuple[int, int] | None = None,
     clamp: bool = True,
+    stats: ReadStats | None = None,
 ) -> np.ndarray:
     """Decode once and return the frames at ``indices`` (any order, repeats allowed).
 
     Returns (len(indices), H, W, 3) uint8. Indices past the last decoded frame take the last frame
     when ``clamp`` (header frame counts can be off by a few); otherwise they raise
-    :class:`VideoDecodeError`. Negative indices are an error.
+    :class:`VideoDecodeError`. Negative indices are an error. ``stats`` counts decoded frames.
     """
     idx = [int(i) for i in indices]
     if not idx:
@@ -263,6 +264,8 @@ def read_frames(
     container = _open(src)
     try:
         for i, frame in enumerate(_decode(container)):
+            if stats is not None:
+                stats.decoded += 1
             if i in wanted:
                 got[i] = _to_rgb(frame, size)
                 last = (i, got[i])
@@ -401,28 +404,6 @@ def _read_runs(container: Any, pts: list[int], runs: list[tuple[int, int]], want
 def read_frames_sequential(src: Source, idx: Sequence[int], size: tuple[int, int] | None = None,
                            stats: ReadStats | None = None) -> np.ndarray:
     """:func:`read_frames` (clamped) that counts the frames it decodes in ``stats``."""
-    idx = [int(i) for i in idx]
     stats = stats if stats is not None else ReadStats()
     stats.path = "sequential"
-    wanted = set(idx)
-    last_needed = max(idx)
-    got: dict[int, np.ndarray] = {}
-    last: tuple[int, Any] | None = None
-    container = _open(src)
-    try:
-        for i, frame in enumerate(_decode(container)):
-            stats.decoded += 1
-            last = (i, frame)
-            if i in wanted:
-                got[i] = _to_rgb(frame, size)
-            if i >= last_needed:
-                break
-    finally:
-        container.close()
-    if last is None:
-        raise VideoDecodeError("zero frames decoded")
-    li, lf = last
-    for i in idx:
-        if i not in got:
-            got[i] = got.get(li) if li in got else _to_rgb(lf, size)
-    return np.stack([got[i] for i in idx])
+    return read_frames(src, idx, size, clamp=True, stats=stats)

@@ -22,6 +22,15 @@ class UnsafeTarError(ValueError):
     """A tar that no reader of shards accepts (path traversal, truncation, duplicates, ...)."""
 
 
+class TruncatedTarError(UnsafeTarError):
+    """The tar stream ends inside a header or a member's payload (``member``: the member being
+    read, None when the header itself was cut)."""
+
+    def __init__(self, message: str, member: str | None = None) -> None:
+        super().__init__(message)
+        self.member = member
+
+
 def split_member_name(name: str) -> tuple[str, str]:
     """``"abc.pose.npz"`` -> ``("abc", "pose.npz")``: webdataset keys hold no dots."""
     base = name.rsplit("/", 1)[-1]
@@ -62,14 +71,23 @@ def iter_tar_members(
         raise UnsafeTarError(f"{name}: truncated tar ({e})") from e
 
 
-def iter_tar_samples(
-    stream: IO[bytes], name: str = "<tar>", max_bytes: int = MAX_MEMBER_BYTES
-) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """Group consecutive members by key: yield (key, {ext: bytes}); reject duplicate keys."""
+def group_members(members: Iterator[tuple[str, bytes]], name: str = "<tar>"
+                  ) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """Group consecutive (member, bytes) by key: yield (key, {ext: bytes}); reject duplicate keys
+    and members. When ``members`` raises :class:`TruncatedTarError` inside the next key's member,
+    the sample before it is complete and is still yielded before the error propagates."""
     seen: set[str] = set()
     key: str | None = None
     group: dict[str, bytes] = {}
-    for member, data in iter_tar_members(stream, name, max_bytes):
+    while True:
+        try:
+            member, data = next(members)
+        except StopIteration:
+            break
+        except TruncatedTarError as e:
+            if key is not None and e.member is not None and split_member_name(e.member)[0] != key:
+                yield key, group
+            raise
         k, ext = split_member_name(member)
         if k != key:
             if key is not None:
@@ -83,6 +101,13 @@ def iter_tar_samples(
         group[ext] = data
     if key is not None:
         yield key, group
+
+
+def iter_tar_samples(
+    stream: IO[bytes], name: str = "<tar>", max_bytes: int = MAX_MEMBER_BYTES
+) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """Group consecutive members by key: yield (key, {ext: bytes}); reject duplicate keys."""
+    yield from group_members(iter_tar_members(stream, name, max_bytes), name)
 
 
 def read_tar_samples(url: str, max_bytes: int = MAX_MEMBER_BYTES) -> dict[str, dict[str, bytes]]:

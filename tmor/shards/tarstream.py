@@ -15,18 +15,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import IO
 
-from tmor.shards.tario import MAX_MEMBER_BYTES, UnsafeTarError, split_member_name
+from tmor.shards.tario import (
+    MAX_MEMBER_BYTES,
+    TruncatedTarError,
+    UnsafeTarError,
+    group_members,
+)
 
 BLOCK = 512
-
-
-class TruncatedTarError(UnsafeTarError):
-    """The tar stream ends inside a header or a member's payload (``member``: the member being
-    read, None when the header itself was cut)."""
-
-    def __init__(self, message: str, member: str | None = None) -> None:
-        super().__init__(message)
-        self.member = member
 
 
 def _octal(field: bytes) -> int:
@@ -130,29 +126,4 @@ def iter_samples(stream: IO[bytes], name: str = "<tar>",
     On truncation a sample known to be complete (the cut is inside the next key's member) is
     still yielded, an incomplete one dropped, and :class:`TruncatedTarError` raised.
     """
-    seen: set[str] = set()
-    key: str | None = None
-    group: dict[str, bytes] = {}
-    members = iter_members(stream, name, max_bytes)
-    while True:
-        try:
-            member, data = next(members)
-        except StopIteration:
-            break
-        except TruncatedTarError as e:
-            if key is not None and e.member is not None and split_member_name(e.member)[0] != key:
-                yield key, group
-            raise
-        k, ext = split_member_name(member)
-        if k != key:
-            if key is not None:
-                yield key, group
-            if k in seen:
-                raise UnsafeTarError(f"{name}: duplicate key {k!r}")
-            seen.add(k)
-            key, group = k, {}
-        if ext in group:
-            raise UnsafeTarError(f"{name}: duplicate member {member!r}")
-        group[ext] = data
-    if key is not None:
-        yield key, group
+    yield from group_members(iter_members(stream, name, max_bytes), name)
