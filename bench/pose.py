@@ -12,7 +12,10 @@ the fetch stage's keyframes), the first ``--seconds`` of each, every frame.
 that costs nothing (it replays one real output per input shape), one decode worker and torch on
 one thread, so the figure is the pipeline's own cost: frames per CPU-second of this process
 (``null_model_fps_per_core`` = frames / (user + system CPU time), i.e. total frames/s divided by
-the cores busy). Medians of ``--repeats`` interleaved runs; ``--json PATH`` writes the figures.
+the cores busy; ``null_model_host_fps_per_core`` leaves out the device work, which CPU torch does
+here and the GPU on a GPU machine), for today's pipeline (frames resized on the device) side by
+side with the previous one (resized by the decoder's swscale on the host).
+Medians of ``--repeats`` interleaved runs; ``--json PATH`` writes the figures.
 
     OMP_NUM_THREADS=1 python bench/pose.py --null-model --seconds 3 --json /tmp/pose_null.json
     python bench/pose.py --device cuda --seconds 3 --batch-size 128 --json /tmp/pose.json
@@ -138,31 +141,39 @@ def run_naive(paths: list[Path], yolo, imgsz: int, device: str, batch: int) -> i
     return n
 
 
-def make_stage(args: argparse.Namespace, device: str, decode_workers: int):
+def make_stage(args: argparse.Namespace, device: str, decode_workers: int,
+               resize: str = "device"):
     from tmor.pipeline.pose.stage import PoseConfig, PoseStage
 
     cfg = PoseConfig(model=args.model, device=device, imgsz=args.imgsz,
-                     batch_size=args.batch_size, clips_in_flight=decode_workers)
-    if hasattr(cfg, "decode_workers"):
-        cfg.decode_workers = decode_workers
+                     batch_size=args.batch_size, clips_in_flight=decode_workers,
+                     decode_workers=decode_workers, backend_options={"resize": resize})
     stage = PoseStage(cfg)  # model loading is outside every timed run
     stage.setup()
     return stage
 
 
-def timed(fns: dict, repeats: int) -> dict[str, dict[str, Any]]:
-    """Per function: median frames/s over wall time and over CPU time; runs interleaved."""
+def timed(fns: dict, repeats: int, clocks: dict | None = None) -> dict[str, dict[str, Any]]:
+    """Per function: median frames/s over wall time and over CPU time (and, with ``clocks``,
+    over the CPU time outside the device work, and that work's share); runs interleaved."""
     for fn in fns.values():  # warm-up: first-call costs, cudnn autotune, cached null outputs
         fn()
-    runs: dict[str, list[tuple[float, float]]] = {k: [] for k in fns}
+    runs: dict[str, list[tuple[float, float, float, float]]] = {k: [] for k in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            clock = (clocks or {}).get(name)
+            if clock is not None:
+                clock.seconds = 0.0
             c0, t0 = cpu_seconds(), time.perf_counter()
             n = fn()
             wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
-            runs[name].append((n / wall, n / max(cpu, 1e-9)))
+            dev = clock.seconds if clock is not None else 0.0
+            runs[name].append((n / wall, n / max(cpu, 1e-9), n / max(cpu - dev, 1e-9),
+                               dev / max(cpu, 1e-9)))
     return {k: {"fps": statistics.median(r[0] for r in v),
                 "fps_per_cpu_s": statistics.median(r[1] for r in v),
+                "host": statistics.median(r[2] for r in v),
+                "device_share": statistics.median(r[3] for r in v),
                 "runs_fps": [round(r[0], 1) for r in v]} for k, v in runs.items()}
 
 
@@ -201,26 +212,38 @@ def main() -> None:
             out["gpu"] = torch.cuda.get_device_name(torch.device(device))
         if args.null_model:
             torch.set_num_threads(1)
-            stage = make_stage(args, device, 1)
-            stage.backend._net = NullNet(stage.backend._net)
-            r = timed({"null": lambda: run_pipeline(samples, stage)}, args.repeats)["null"]
-            clock = DeviceClock(stage.backend)
-            c0 = cpu_seconds()
-            frames = run_pipeline(samples, stage)
-            cpu = cpu_seconds() - c0
-            host = frames / max(cpu - clock.seconds, 1e-9)
+            stages = {"device_resize": make_stage(args, device, 1),
+                      "decoder_resize": make_stage(args, device, 1, resize="decoder")}
+            clocks = {}
+            for name, stage in stages.items():
+                stage.backend._net = NullNet(stage.backend._net)
+                clocks[name] = DeviceClock(stage.backend)
+            r = timed({k: (lambda st=st: run_pipeline(samples, st)) for k, st in stages.items()},
+                      args.repeats, clocks)
+            frames = run_pipeline(samples, stages["device_resize"])
+            new, old = r["device_resize"], r["decoder_resize"]
             out.update(mode="null_model", frames=frames, decode_workers=1, torch_threads=1,
-                       null_model_fps_per_core=round(r["fps_per_cpu_s"], 1),
-                       null_model_fps=round(r["fps"], 1), runs_fps=r["runs_fps"],
-                       null_model_host_fps_per_core=round(host, 1),
-                       device_work_cpu_share=round(clock.seconds / cpu, 3))
+                       null_model_fps_per_core=round(new["fps_per_cpu_s"], 1),
+                       null_model_fps=round(new["fps"], 1), runs_fps=new["runs_fps"],
+                       null_model_host_fps_per_core=round(new["host"], 1),
+                       device_work_cpu_share=round(new["device_share"], 3),
+                       baseline_decoder_resize={
+                           "fps_per_core": round(old["fps_per_cpu_s"], 1),
+                           "fps": round(old["fps"], 1), "runs_fps": old["runs_fps"],
+                           "host_fps_per_core": round(old["host"], 1),
+                           "device_work_cpu_share": round(old["device_share"], 3)},
+                       ratio_fps_per_core=round(new["fps_per_cpu_s"] / old["fps_per_cpu_s"], 2),
+                       ratio_host_fps_per_core=round(new["host"] / old["host"], 2))
             print(f"null model, {len(paths)} clips, {frames} frames, device {device}, torch "
-                  f"threads 1, 1 decode worker: {r['fps']:.1f} frames/s wall, "
-                  f"{r['fps_per_cpu_s']:.1f} frames per CPU-second (goal >= 500)")
-            if clock.seconds:
-                print(f"  of which device work on this CPU (a GPU's on a GPU machine): "
-                      f"{100 * clock.seconds / cpu:.0f}% of the CPU time; the host's own cost: "
-                      f"{host:.1f} frames per CPU-second (one run)")
+                  f"threads 1, 1 decode worker, medians of {args.repeats} interleaved runs")
+            print(f"{'':16s} {'frames/s':>9s} {'per CPU-s':>10s} {'host per CPU-s':>15s} "
+                  f"{'device work':>12s}")
+            for name, v in r.items():
+                print(f"{name:16s} {v['fps']:9.1f} {v['fps_per_cpu_s']:10.1f} {v['host']:15.1f} "
+                      f"{100 * v['device_share']:11.0f}%")
+            print(f"device_resize / decoder_resize: {out['ratio_fps_per_core']:.2f}x per CPU-s, "
+                  f"{out['ratio_host_fps_per_core']:.2f}x host per CPU-s (goal >= 500 per core; "
+                  "'device work' is what CPU torch does here and a GPU does on a GPU machine)")
         else:
             stage = make_stage(args, device, args.decode_workers)
             backend = stage.backend

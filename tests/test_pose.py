@@ -143,8 +143,9 @@ def test_single_person_clips_have_one_dominant_track(results):
         assert present[0].sum() >= 0.8 * present.shape[1], name
         ranks = [_rank(p, i) for i in range(present.shape[0])]
         assert ranks == sorted(ranks, reverse=True)
-        if len(ranks) > 1:  # a second kept track (a false positive, a passer-by) is minor
-            assert ranks[1] < 0.6 * ranks[0], (name, ranks)
+        if len(ranks) > 1:  # a second kept track (a false positive, a passer-by) is brief; not
+            # its rank: a fallen body's second box is wide, and area weighs in the rank
+            assert present[1].sum() <= 0.5 * present[0].sum(), (name, present.sum(1), ranks)
 
 
 def _kinect(name: str) -> np.ndarray:

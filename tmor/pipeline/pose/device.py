@@ -1,17 +1,21 @@
 """YOLO pose on the device: uint8 frames in, people in the clip's pixels out, one copy each way.
 
-Per batch (frames of one canvas: the decoder already resized them so that their long side is the
-model's input size): the frames are letterboxed into one uint8 canvas (top-left, gray 114) in a
-pinned staging buffer and copied to the device at once; there they are normalized (fp16 / bf16 on
-CUDA) and run through the network in one forward; NMS runs over the whole batch at once
-(``torchvision.ops.batched_nms``, the frame as the group); boxes and keypoints are rescaled to each
-clip's own pixels there; one device-to-host copy brings the kept rows back. The same code runs on
-CPU torch. Imports torch: load lazily.
+Per batch (frames of one canvas, at the clip's own size: fetch leaves them at 360p at most): each
+frame goes to the model's input size (long side ``imgsz``) and is letterboxed into one canvas
+(top-left, gray 114); the canvas is normalized (fp16 / bf16 on CUDA) and run through the network
+in one forward; NMS runs over the whole batch at once (``torchvision.ops.batched_nms``, the frame
+as the group); boxes and keypoints are rescaled to each clip's own pixels there; one
+device-to-host copy brings the kept rows back. Frames not at the input size are packed into a
+pinned buffer at their own size, copied once and resized on the device (bilinear; antialiased
+when shrinking); frames already at it (a 640x360 clip at imgsz 640) are letterboxed on the host
+and give the very pixels of a decoder-side resize. The same code runs on CPU torch. Imports
+torch: load lazily.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,61 +34,100 @@ def canvas_of(width: int, height: int) -> tuple[int, int]:
     return -(-height // STRIDE) * STRIDE, -(-width // STRIDE) * STRIDE
 
 
+@dataclass
+class Prepared:
+    """A batch as :meth:`DevicePose.prepare` left it on the host.
+
+    ``host``: the letterboxed uint8 canvas (N, ch, cw, 3), or (``runs`` set) the native frames
+    packed one after another, to be resized on the device; ``runs``: (first frame, frames, h, w,
+    byte offset) of consecutive frames of one native size."""
+
+    host: torch.Tensor
+    canvas: tuple[int, int]
+    sizes: list[tuple[int, int]]  # (w, h) of each frame at the model's input size
+    factors: list[tuple[float, float]]  # the frame's own pixels per input pixel (x, y)
+    runs: list[tuple[int, int, int, int, int]] | None = None
+
+
 class DevicePose:
-    """The device half of the pose stage for one YOLO pose network (``net(x) -> (B, C, A)``)."""
+    """The device half of the pose stage for one YOLO pose network (``net(x) -> (B, C, A)``).
+
+    ``input_size(w, h) -> (w, h)``: the model's input size of a frame (None: frames come at
+    it)."""
 
     def __init__(self, net: Any, device: str, dtype: torch.dtype, conf: float, iou: float,
-                 max_det: int, nc: int = 1, kpt_shape: tuple[int, int] = (17, 3)):
+                 max_det: int, nc: int = 1, kpt_shape: tuple[int, int] = (17, 3),
+                 input_size: Callable[[int, int], tuple[int, int]] | None = None):
         self.net, self.device, self.dtype = net, torch.device(device), dtype
         self.conf, self.iou, self.max_det = conf, iou, max_det
         self.nc, self.nk, self.kd = nc, int(kpt_shape[0]), int(kpt_shape[1])
+        self.input_size = input_size or (lambda w, h: (w, h))
         self._pin = self.device.type == "cuda"
         #: pinned buffers used in turn: one being filled, one queued, one on the device
         self._buffers: list[torch.Tensor | None] = [None, None, None]
         self._turn = 0
 
+    def _buffer(self, nbytes: int) -> torch.Tensor:
+        buf = self._buffers[self._turn]
+        if buf is None or buf.numel() < nbytes:
+            buf = self._buffers[self._turn] = torch.empty(nbytes, dtype=torch.uint8,
+                                                          pin_memory=self._pin)
+        self._turn = (self._turn + 1) % len(self._buffers)
+        return buf[:nbytes]
+
     # -- host side (the stage's thread) ----------------------------------------------------------
-    def prepare(self, frames: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
-        """Letterbox the frames into a pinned uint8 canvas (N, ch, cw, 3) and note their (w, h).
+    def prepare(self, frames: Sequence[np.ndarray]) -> Prepared:
+        """Fill a pinned uint8 buffer with the batch: the letterboxed canvas when every frame is
+        at its input size, else the frames packed for :meth:`run` to resize on the device.
 
         Runs on the host while the device works on the previous batch; a buffer is filled again
         only three batches later, when the stage's bounded hand-over guarantees it was used."""
+        sizes = [tuple(self.input_size(f.shape[1], f.shape[0])) for f in frames]
+        ch, cw = canvas_of(max(w for w, _ in sizes), max(h for _, h in sizes))
+        factors = [(f.shape[1] / w, f.shape[0] / h) for f, (w, h) in zip(frames, sizes,
+                                                                         strict=True)]
+        if any(f.shape[:2] != (h, w) for f, (w, h) in zip(frames, sizes, strict=True)):
+            return self._pack(frames, (ch, cw), sizes, factors)
         n = len(frames)
-        ch = -(-max(f.shape[0] for f in frames) // STRIDE) * STRIDE
-        cw = -(-max(f.shape[1] for f in frames) // STRIDE) * STRIDE
-        total = n * ch * cw * 3
-        buf = self._buffers[self._turn]
-        if buf is None or buf.numel() < total:
-            buf = self._buffers[self._turn] = torch.empty(total, dtype=torch.uint8,
-                                                          pin_memory=self._pin)
-        self._turn = (self._turn + 1) % len(self._buffers)
-        canvas = buf[:total].view(n, ch, cw, 3)
+        canvas = self._buffer(n * ch * cw * 3).view(n, ch, cw, 3)
         host = canvas.numpy()
-        for i, f in enumerate(frames):
-            h, w = f.shape[:2]
+        for i, (f, (w, h)) in enumerate(zip(frames, sizes, strict=True)):
             host[i, :h, :w] = f
             host[i, h:] = PAD
             host[i, :h, w:] = PAD
-        return canvas, [(f.shape[1], f.shape[0]) for f in frames]
+        return Prepared(canvas, (ch, cw), sizes, factors)
+
+    def _pack(self, frames: Sequence[np.ndarray], canvas: tuple[int, int],
+              sizes: list[tuple[int, int]], factors: list[tuple[float, float]]) -> Prepared:
+        """The native frames one after another in one pinned buffer, with their runs of one
+        size."""
+        buf = self._buffer(sum(f.size for f in frames))
+        host = buf.numpy()
+        runs: list[list[int]] = []
+        offset = 0
+        for i, f in enumerate(frames):
+            h, w = f.shape[:2]
+            host[offset:offset + f.size] = f.reshape(-1)
+            if runs and runs[-1][2:4] == [h, w] and sizes[runs[-1][0]] == sizes[i]:
+                runs[-1][1] += 1
+            else:
+                runs.append([i, 1, h, w, offset])
+            offset += f.size
+        return Prepared(buf, canvas, sizes, factors, [tuple(r) for r in runs])
 
     # -- device side ---------------------------------------------------------------------------
     @torch.inference_mode()
-    def run(self, prepared: tuple[torch.Tensor, list[tuple[int, int]]],
+    def run(self, prepared: Prepared,
             scales: Sequence[tuple[float, float]] | None = None) -> list[Detections]:
-        """A prepared batch -> each frame's people, in the frame's pixels times ``scales[i]`` =
-        (sx, sy) (the clip's pixels per input pixel)."""
-        canvas, sizes = prepared
-        n = len(sizes)
+        """A prepared batch -> each frame's people, in the pixels of the frame as given times
+        ``scales[i]`` = (sx, sy) (the clip's pixels per pixel of the frame given)."""
+        n = len(prepared.sizes)
         if n == 0:
             return []
-        if self.device.type == "cpu":  # numpy converts uint8 several times faster than CPU torch
-            x = np.multiply(canvas.numpy(), np.float32(1 / 255), dtype=np.float32)
-            x = torch.from_numpy(x).permute(0, 3, 1, 2).to(self.dtype)
-        else:  # NCHW view of channels-last memory
-            x = canvas.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
-            x = x.to(self.dtype).mul_(1 / 255)
-        info = torch.tensor([[*(scales[i] if scales else (1.0, 1.0)), w, h]
-                             for i, (w, h) in enumerate(sizes)], dtype=torch.float32)
+        x = self._input(prepared)
+        info = torch.tensor([[fx * sx, fy * sy, w, h] for (fx, fy), (sx, sy), (w, h) in zip(
+            prepared.factors, scales or [(1.0, 1.0)] * n, prepared.sizes, strict=True)],
+            dtype=torch.float32)
         pred = self.net(x)
         if isinstance(pred, (tuple, list)):
             pred = pred[0]
@@ -92,10 +135,42 @@ class DevicePose:
         rows = self._nms(pred, info[:, :2], info[:, 2:])
         return self._split(rows.cpu().numpy(), n)
 
+    def _input(self, prepared: Prepared) -> torch.Tensor:
+        """The network's input (N, 3, ch, cw) in ``dtype``, in [0, 1], on the device."""
+        canvas = prepared.host if prepared.runs is None else self._letterbox(prepared)
+        if self.device.type == "cpu":  # numpy converts uint8 several times faster
+            x = np.multiply(canvas.numpy(), np.float32(1 / 255), dtype=np.float32)
+            return torch.from_numpy(x).permute(0, 3, 1, 2).to(self.dtype)
+        x = canvas.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
+        return x.to(self.dtype).mul_(1 / 255)  # NCHW view of channels-last memory
+
+    def _letterbox(self, prepared: Prepared) -> torch.Tensor:
+        """The packed frames, copied to the device at once and resized there (bilinear,
+        antialiased when shrinking; uint8 on CPU, float then rounded on CUDA) into one uint8
+        canvas (N, ch, cw, 3)."""
+        import torch.nn.functional as F
+
+        staged = prepared.host.to(self.device, non_blocking=True)
+        canvas = torch.full((len(prepared.sizes), *prepared.canvas, 3), PAD, dtype=torch.uint8,
+                            device=self.device)
+        for first, count, h, w, offset in prepared.runs or ():
+            tw, th = prepared.sizes[first]
+            f = staged[offset:offset + count * h * w * 3].view(count, h, w, 3)
+            if (h, w) != (th, tw):
+                f = f.permute(0, 3, 1, 2)  # NCHW view of channels-last memory
+                if self.device.type != "cpu":  # no uint8 kernel there
+                    f = f.float()
+                f = F.interpolate(f, size=(th, tw), mode="bilinear", align_corners=False,
+                                  antialias=th < h or tw < w)
+                f = f.round_().clamp_(0, 255).to(torch.uint8) if f.is_floating_point() else f
+                f = f.permute(0, 2, 3, 1)
+            canvas[first:first + count, :th, :tw] = f
+        return canvas
+
     def __call__(self, frames: Sequence[np.ndarray],
                  scales: Sequence[tuple[float, float]] | None = None) -> list[Detections]:
-        """:meth:`prepare` then :meth:`run`: RGB uint8 frames (H, W, 3) at the model's input
-        size -> their people."""
+        """:meth:`prepare` then :meth:`run`: RGB uint8 frames (H, W, 3) of any size -> their
+        people in the frames' pixels (times ``scales``)."""
         return self.run(self.prepare(frames), scales) if frames else []
 
     def _nms(self, pred: torch.Tensor, scale: torch.Tensor, limit: torch.Tensor) -> torch.Tensor:
@@ -148,3 +223,4 @@ class DevicePose:
                 np.ascontiguousarray(kpt[..., 2] if kd == 3 else np.ones(kpt.shape[:2],
                                                                           np.float32))))
         return out
+

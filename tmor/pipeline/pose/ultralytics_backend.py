@@ -2,12 +2,14 @@
 
 Three engines:
 - ``tensor`` (``.pt`` weights, their default): :class:`~tmor.pipeline.pose.device.DevicePose`:
-  frames (resized by the decoder so that their long side is ``imgsz``) letterboxed into one
-  pinned uint8 canvas per batch, one copy to the device, normalized there (fp16 on CUDA, or
-  ``precision='bf16'``), one forward, NMS over the whole batch on the device, rescaled to the
+  frames at the clip's own size, resized on the device so that their long side is ``imgsz``
+  (``resize='decoder'``: resized by the decoder's swscale, the pixels of the engines below),
+  letterboxed into one canvas per batch, one copy to the device, normalized there (fp16 on CUDA,
+  or ``precision='bf16'``), one forward, NMS over the whole batch on the device, rescaled to the
   clip's pixels there, one copy back. The stage batches frames by :meth:`canvas_of`.
-- ``host`` (the path before the device one, kept as a reference): frames padded per shape on the
-  host, one forward per shape, ultralytics' per-image NMS, one copy back per frame.
+- ``host`` (the path before the device one, kept as a reference): frames resized by the decoder,
+  padded per shape on the host, one forward per shape, ultralytics' per-image NMS, one copy back
+  per frame.
 - ``predict`` (``.onnx`` and other exported formats): ``YOLO.predict`` on the list of frames.
 """
 
@@ -45,6 +47,7 @@ class UltralyticsBackend(PoseBackend):
         half: bool = True,
         engine: str = "auto",
         precision: str = "auto",
+        resize: str = "device",
         **options: Any,
     ):
         super().__init__(model or "yolo11n-pose.pt", device, **options)
@@ -53,6 +56,7 @@ class UltralyticsBackend(PoseBackend):
         self.half = half
         self.engine = engine
         self.precision = precision  # auto (fp16 on CUDA when half, else fp32) | fp16 | bf16 | fp32
+        self.resize = resize  # tensor engine: device | decoder (swscale, the host engine's pixels)
         self._yolo: Any = None
         self._net: Any = None
         self._device_pose: Any = None
@@ -83,6 +87,10 @@ class UltralyticsBackend(PoseBackend):
         engine = self.engine
         if engine == "auto":
             engine = "tensor" if spec.endswith(".pt") else "predict"
+        if self.resize not in ("device", "decoder"):
+            raise PluginUnavailable(f"unknown resize {self.resize!r} (device|decoder)")
+        if engine not in ("tensor", "host", "predict"):
+            raise PluginUnavailable(f"unknown ultralytics engine {engine!r} (tensor|host|predict)")
         if engine in ("tensor", "host"):
             import torch
 
@@ -103,9 +111,8 @@ class UltralyticsBackend(PoseBackend):
                 from tmor.pipeline.pose.device import DevicePose
 
                 self._device_pose = DevicePose(self, self.device, dtype, self.conf, self.iou,
-                                               self.max_det, self._nc, self._kpt_shape)
-        elif engine != "predict":
-            raise PluginUnavailable(f"unknown ultralytics engine {engine!r} (tensor|host|predict)")
+                                               self.max_det, self._nc, self._kpt_shape,
+                                               input_size=self.input_size)
         self.engine = engine
 
     def _dtype(self, torch: Any) -> Any:
@@ -118,6 +125,11 @@ class UltralyticsBackend(PoseBackend):
         if precision != "fp32" and not cuda:
             precision = "fp32"  # CPU convolutions in half precision are slow or missing
         return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[precision]
+
+    @property
+    def native_frames(self) -> bool:  # type: ignore[override]
+        """The tensor engine resizes frames on the device (unless ``resize='decoder'``)."""
+        return self.engine == "tensor" and self.resize == "device"
 
     def __call__(self, x: Any) -> Any:
         """The network (through ``self._net``, which a benchmark may replace)."""
@@ -147,7 +159,7 @@ class UltralyticsBackend(PoseBackend):
             return self._device_pose.run(prepared, scales)
         return super().infer_prepared(prepared, scales, streams)
 
-    def input_size(self, width: int, height: int) -> tuple[int, int] | None:
+    def input_size(self, width: int, height: int) -> tuple[int, int]:
         r = self.imgsz / max(width, height)
         return max(32, int(round(width * r))), max(32, int(round(height * r)))
 
@@ -247,4 +259,4 @@ class UltralyticsBackend(PoseBackend):
 
     def card(self) -> dict[str, Any]:
         return {**super().card(), "imgsz": self.imgsz, "conf": self.conf, "engine": self.engine,
-                "precision": self.precision}
+                "precision": self.precision, "resize": self.resize}
