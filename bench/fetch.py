@@ -272,6 +272,10 @@ def main() -> None:
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "tmor-bench-fetch"),
                     help="folder for the generated 7-minute sources (kept between runs)")
     ap.add_argument("--methods", default="tmor,tmor-sequential,ffmpeg-ss-x2,whole-then-cut")
+    ap.add_argument("--preset", default=None,
+                    help="x264 preset of every method's encode (default: the stage's); a cheap "
+                         "one (ultrafast) shows the fetch itself where the encodes would bound "
+                         "a small machine")
     ap.add_argument("--json", default=None, help="write the medians per method here")
     ap.add_argument("--today", default=None,
                     help="a checkout of tmor before issue 14 (e.g. git archive 493189b tmor): "
@@ -292,6 +296,8 @@ def main() -> None:
             o, g = own_bytes(pkts, a, b)
             own, lead = own + o, lead + g
     cfg = FetchConfig(timeout_s=300)
+    if args.preset:
+        cfg = dataclasses.replace(cfg, preset=args.preset)
     fields = {f.name for f in dataclasses.fields(FetchConfig)}
     methods = {
         "tmor": lambda s: run_stage(s, cfg),
@@ -338,7 +344,8 @@ def main() -> None:
                      "cpu_seconds": statistics.median(x["cpu_seconds"] for x in r), "runs": r}
     link = f"{args.rate_mbytes:g} MB/s per connection" if rate else "loopback, unthrottled"
     print(f"\n[{len(samples)} clips of {CLIP_S:g} s from {len(SOURCES)} x {SECONDS / 60:g} min "
-          f"360p videos; {link}] median of {args.runs} runs; clips' own bytes {own / 1e6:.2f} MB;"
+          f"360p videos; {link}; x264 {cfg.preset}] median of {args.runs} runs; clips' own bytes "
+          f"{own / 1e6:.2f} MB;"
           f" load avg {statistics.median(load):.1f} on {os.cpu_count()} cpus")
     print(f"  {'method':16s} {'seconds':>8s} {'MB':>7s} {'x own':>6s} {'ok':>4s} {'exact':>6s}"
           f" {'cpu s':>6s}")
@@ -360,7 +367,7 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps(
             {"methods": out, "clips_own_bytes": own, "gop_before_cut_bytes": lead,
-             "load_avg": statistics.median(load),
+             "load_avg": statistics.median(load), "preset": cfg.preset,
              "cpus": os.cpu_count(), "link": link, "clips": len(samples)}, indent=1))
 
 

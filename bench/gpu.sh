@@ -46,7 +46,7 @@ run 90 install_tmor "$PY" -m pip install -q $PIP_ARGS -e ".[dev]"
 # 2. pose: pipeline vs batched predict vs forward alone (fp16, batch 128), then the null model
 run 120 pose "$PY" bench/pose.py --device cuda --seconds 10 --copies 4 --batch-size 128 \
   --decode-workers 8 --repeats 3 --json "$WORK/pose.json"
-run 45 pose_null env OMP_NUM_THREADS=1 "$PY" bench/pose.py --device cuda --null-model \
+run 75 pose_null env OMP_NUM_THREADS=1 "$PY" bench/pose.py --device cuda --null-model \
   --seconds 10 --copies 2 --batch-size 128 --repeats 3 --json "$WORK/pose_null.json"
 # 3. embed: pipeline vs forward alone, a ViT-B-32-sized open_clip model (random weights)
 run 90 embed "$PY" bench/embed.py --device cuda --model vitb32 --clips 256 --batch-size 64 \
@@ -81,6 +81,8 @@ if "pipeline_fps" in p:
         "pose_pipeline_over_predict (>= 25)": p["pipeline_over_naive"],
         "pose_null_model_fps_per_core (>= 500)": doc.get("pose_null", {}).get(
             "null_model_fps_per_core"),
+        "pose_null_model_host_fps_per_core": doc.get("pose_null", {}).get(
+            "null_model_host_fps_per_core"),
     }
 if "pipeline_over_forward" in e:
     doc.setdefault("goals", {})["embed_pipeline_over_forward (>= 0.8)"] = e[
