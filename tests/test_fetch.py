@@ -336,6 +336,38 @@ def test_ytdlp_download_sections_method() -> None:
         assert json.loads(res.members["json"])["method"] == "yt-dlp"
 
 
+def test_format_choice_is_the_smallest_within_max_height() -> None:
+    """yt-dlp's own selection over a YouTube-like format list (no network): a single http
+    stream, video-only, within 360p, and of those the fewest bytes, whatever its codec."""
+    import yt_dlp
+
+    from tmor.pipeline.fetch_resolve import format_selector, format_sort
+
+    def fmt(fid: str, height: int, vcodec: str, acodec: str, kbps: float, protocol: str = "https",
+            ext: str = "mp4") -> dict:
+        return {"format_id": fid, "url": f"https://media.example/{fid}", "height": height,
+                "width": height * 16 // 9, "vcodec": vcodec, "acodec": acodec, "tbr": kbps,
+                "filesize": int(kbps * 1000 / 8 * 420), "protocol": protocol, "ext": ext}
+
+    formats = [fmt("18", 360, "avc1.42001E", "mp4a.40.2", 700),
+               fmt("134", 360, "avc1.4D401E", "none", 500),
+               fmt("396", 360, "av01.0.01M.08", "none", 420),
+               fmt("243", 360, "vp9", "none", 350, ext="webm"),
+               fmt("605", 360, "vp9", "none", 200, protocol="m3u8_native"),
+               fmt("135", 480, "avc1.4D401F", "none", 900),
+               fmt("133", 240, "avc1.4D4015", "none", 150)]
+    info = {"id": "x", "title": "t", "extractor": "generic", "extractor_key": "Generic",
+            "webpage_url": "https://example.org/x", "formats": formats, "duration": 420}
+    chosen = {}
+    for sort in (None, format_sort(360)):
+        opts = {"quiet": True, "no_warnings": True, "format": format_selector(360),
+                **({"format_sort": sort} if sort else {})}
+        with yt_dlp.YoutubeDL(opts) as ydl:
+            chosen[bool(sort)] = ydl.process_ie_result(dict(info), download=False)["format_id"]
+    assert chosen == {False: "396", True: "243"}  # yt-dlp alone prefers AV1, 20% more bytes
+    assert format_sort(None) == ["+size", "+br"]
+
+
 def test_source_helpers_and_stage_pickles() -> None:
     import pickle
 

@@ -92,6 +92,13 @@ def format_selector(max_height: int | None) -> str:
                      "wv", "w"])
 
 
+def format_sort(max_height: int | None) -> list[str]:
+    """yt-dlp's sort among the formats :func:`format_selector` admits: the tallest within
+    ``max_height``, then the fewest bytes (size, then bitrate), not yt-dlp's codec preference:
+    fetch re-encodes every clip, so the source's codec only costs link time."""
+    return ([f"res:{max_height}"] if max_height else []) + ["+size", "+br"]
+
+
 def _ytdlp_extract(url: str, opts: dict[str, Any]) -> dict[str, Any]:
     """yt-dlp's info dict of ``url`` (first playlist entry), with ``_tmor_cookie``: the Cookie
     header its cookie jar holds for the media URL (sent only by tmor's own HTTP client)."""
@@ -125,7 +132,7 @@ def resolve_web(url: str, *, max_height: int | None, timeout_s: float, socket_ti
         "quiet": True, "no_warnings": True, "noprogress": True, "noplaylist": True,
         "skip_download": True, "socket_timeout": socket_timeout_s, "retries": 0,
         "extractor_retries": 0, "cachedir": False, "format": format_selector(max_height),
-        "logger": _QuietLogger(),
+        "format_sort": format_sort(max_height), "logger": _QuietLogger(),
     }
     opts.update(extra_opts or {})
     box: dict[str, Any] = {}
