@@ -63,6 +63,7 @@ class DevicePose:
         self.nc, self.nk, self.kd = nc, int(kpt_shape[0]), int(kpt_shape[1])
         self.input_size = input_size or (lambda w, h: (w, h))
         self._pin = self.device.type == "cuda"
+        self.uint8_resize = self.device.type == "cpu"  # CUDA has no uint8 bilinear kernel
         #: pinned buffers used in turn: one being filled, one queued, one on the device
         self._buffers: list[torch.Tensor | None] = [None, None, None]
         self._turn = 0
@@ -158,7 +159,7 @@ class DevicePose:
             f = staged[offset:offset + count * h * w * 3].view(count, h, w, 3)
             if (h, w) != (th, tw):
                 f = f.permute(0, 3, 1, 2)  # NCHW view of channels-last memory
-                if self.device.type != "cpu":  # no uint8 kernel there
+                if not self.uint8_resize:
                     f = f.float()
                 f = F.interpolate(f, size=(th, tw), mode="bilinear", align_corners=False,
                                   antialias=th < h or tw < w)
