@@ -224,4 +224,3 @@ class DevicePose:
                 np.ascontiguousarray(kpt[..., 2] if kd == 3 else np.ones(kpt.shape[:2],
                                                                           np.float32))))
         return out
-
