@@ -159,13 +159,14 @@ def timed(fns: dict, repeats: int, clocks: dict | None = None) -> dict[str, dict
     for fn in fns.values():  # warm-up: first-call costs, cudnn autotune, cached null outputs
         fn()
     runs: dict[str, list[tuple[float, float, float, float]]] = {k: [] for k in fns}
+    frames: dict[str, int] = {}
     for _ in range(repeats):
         for name, fn in fns.items():
             clock = (clocks or {}).get(name)
             if clock is not None:
                 clock.seconds = 0.0
             c0, t0 = cpu_seconds(), time.perf_counter()
-            n = fn()
+            n = frames[name] = fn()
             wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
             dev = clock.seconds if clock is not None else 0.0
             runs[name].append((n / wall, n / max(cpu, 1e-9), n / max(cpu - dev, 1e-9),
@@ -174,7 +175,8 @@ def timed(fns: dict, repeats: int, clocks: dict | None = None) -> dict[str, dict
                 "fps_per_cpu_s": statistics.median(r[1] for r in v),
                 "host": statistics.median(r[2] for r in v),
                 "device_share": statistics.median(r[3] for r in v),
-                "runs_fps": [round(r[0], 1) for r in v]} for k, v in runs.items()}
+                "runs_fps": [round(r[0], 1) for r in v], "frames": frames[k]}
+            for k, v in runs.items()}
 
 
 def main() -> None:
@@ -220,8 +222,8 @@ def main() -> None:
                 clocks[name] = DeviceClock(stage.backend)
             r = timed({k: (lambda st=st: run_pipeline(samples, st)) for k, st in stages.items()},
                       args.repeats, clocks)
-            frames = run_pipeline(samples, stages["device_resize"])
             new, old = r["device_resize"], r["decoder_resize"]
+            frames = new["frames"]
             out.update(mode="null_model", frames=frames, decode_workers=1, torch_threads=1,
                        null_model_fps_per_core=round(new["fps_per_cpu_s"], 1),
                        null_model_fps=round(new["fps"], 1), runs_fps=new["runs_fps"],
@@ -285,7 +287,7 @@ def main() -> None:
                        "naive": lambda: run_naive(paths, yolo, args.imgsz, device,
                                                   args.batch_size),
                        "forward": forward}, args.repeats)
-            frames_pipeline = run_pipeline(samples, stage)
+            frames_pipeline = r["pipeline"]["frames"]
             out.update(mode="full", frames=len(frames), frames_pipeline=frames_pipeline,
                        decode_workers=args.decode_workers,
                        torch_threads=torch.get_num_threads(),

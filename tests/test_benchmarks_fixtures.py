@@ -72,12 +72,19 @@ def write_utkinect(folder: Path) -> tuple[dict[str, np.ndarray], Path]:
     return seqs, folder / "actionLabel.txt"
 
 
-def test_kinect_v1_import_validate_export_round_trip_exactly(tmp_path):
+def import_utkinect(tmp_path: Path, root: str):
+    """UTKinect-style files written under ``tmp_path`` and imported into ``root`` through the
+    CLI -> (the sequences as written, the CLI result)."""
     seqs, labels = write_utkinect(tmp_path)
-    root = str(tmp_path / "corpus")
     r = CliRunner().invoke(data_app, ["import", "--format", "kinect_v1", str(tmp_path),
                                       "--annotations", str(labels), "--root", root])
     assert r.exit_code == 0, r.output
+    return seqs, r
+
+
+def test_kinect_v1_import_validate_export_round_trip_exactly(tmp_path):
+    root = str(tmp_path / "corpus")
+    seqs, r = import_utkinect(tmp_path, root)
     summary = json.loads(r.output.strip().splitlines()[-1])
     assert summary["samples"] == 4 and summary["dropped"] == {"action without frames (NaN)": 1}
     r = CliRunner().invoke(data_app, ["validate", "--root", root])

@@ -69,10 +69,11 @@ def test_penn_visibility_is_the_score_and_the_joints_are_anatomical(tmp_path):
 
 
 def test_pku_mmd_skeleton_file_gives_1040_frames_of_2x25x3_in_metres(tmp_path):
-    from tmor.shards.benchmarks.pku_mmd import import_pku_mmd, read_pku_txt
+    from tmor.shards.benchmarks.pku_mmd import import_pku_mmd
+    from tmor.shards.import_untrimmed import read_pku_skeleton
 
     path = need("pku_mmd", "A10N08-L.txt")
-    kp3, score = read_pku_txt(str(path))
+    kp3, score = read_pku_skeleton(str(path), drop_empty=False)
     assert kp3.shape == (2, 1040, 25, 3) and score.shape == (2, 1040, 25)
     z = kp3[..., 2][score > 0]
     assert 1.5 < z.min() and z.max() < 3.5  # metres from the sensor

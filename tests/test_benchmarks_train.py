@@ -6,21 +6,17 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from test_benchmarks_fixtures import write_utkinect
+from test_benchmarks_fixtures import import_utkinect
 from typer.testing import CliRunner
 
-from tmor.cli.data import app as data_app
 from tmor.cli.train import app as train_app
 
 TINY = ["--epochs", "1", "--batch-size", "2", "--device", "cpu"]
 
 
 def test_finetune_on_imported_kinect_v1_shards_by_split_name_keeps_3d(tmp_path):
-    _, labels = write_utkinect(tmp_path)
     root = str(tmp_path / "c")
-    r = CliRunner().invoke(data_app, ["import", "--format", "kinect_v1", str(tmp_path),
-                                      "--annotations", str(labels), "--root", root])
-    assert r.exit_code == 0, r.output
+    import_utkinect(tmp_path, root)
     out = tmp_path / "ft"
     r = CliRunner().invoke(train_app, [
         "finetune", "--data", root, "--split-train", "xsub_train", "--split-test", "xsub_test",

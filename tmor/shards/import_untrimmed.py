@@ -38,17 +38,18 @@ def read_label_file(url: str, end_inclusive: bool = True, label_offset: int = 0)
     return out
 
 
-def read_pku_skeleton(url: str) -> tuple[np.ndarray, np.ndarray]:
-    """PKU-MMD skeleton txt (a line per frame: 2 persons x 25 joints x (x, y, z)) ->
-    keypoint_3d (M, T, 25, 3), score (M, T, 25) (1 where a joint is non-zero; empty persons
-    dropped)."""
-    rows = [r.split() for r in fsio.read_bytes(url).decode("utf-8").splitlines() if r.strip()]
-    a = np.asarray(rows, np.float32)
-    m = a.shape[1] // 75
-    kp3 = a[:, : m * 75].reshape(len(a), m, 25, 3).transpose(1, 0, 2, 3)
+def read_pku_skeleton(url: str, drop_empty: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """PKU-MMD skeleton txt (a line per frame: persons x 25 joints x (x, y, z); 2 persons in the
+    release) -> keypoint_3d (M, T, 25, 3) metres, score (M, T, 25) (1 where a joint is non-zero);
+    persons never seen are dropped when ``drop_empty``."""
+    from tmor.shards.importers import read_number_table
+
+    a = read_number_table(url, lambda n: n > 0 and n % 75 == 0,
+                          "a multiple of 75 (persons x 25 x 3)", np.float32)
+    kp3 = a.reshape(len(a), -1, 25, 3).transpose(1, 0, 2, 3)
     score = (np.abs(kp3).sum(-1) > 0).astype(np.float32)
-    keep = score.reshape(m, -1).sum(1) > 0
-    if keep.any():
+    keep = score.reshape(len(kp3), -1).sum(1) > 0
+    if drop_empty and keep.any():
         kp3, score = kp3[keep], score[keep]
     return np.ascontiguousarray(kp3), score
 

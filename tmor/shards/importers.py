@@ -96,6 +96,18 @@ def _trim(
     return kp3[:, :end], score[:, :end]
 
 
+def read_number_table(url: str, width_ok: Any, expected: str, dtype: Any = np.float64
+                      ) -> np.ndarray:
+    """A whitespace-separated text table of numbers, a row per non-empty line -> (rows, width)
+    ``dtype``; every row's length must pass ``width_ok(n)`` and be the same (``expected`` says
+    what was expected in the error)."""
+    rows = [r.split() for r in fsio.read_bytes(url).decode("utf-8").splitlines() if r.strip()]
+    widths = {len(r) for r in rows}
+    if len(widths) > 1 or not all(width_ok(n) for n in widths):
+        raise ValueError(f"{url}: rows of {sorted(widths)} values, expected {expected}")
+    return np.asarray(rows, dtype).reshape(len(rows), -1)
+
+
 # ---- pyskl / mmaction2 -------------------------------------------------------------------------
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from tmor import fsio
 from tmor.shards.benchmarks.common import SplitBook, expand_paths, stem, write_benchmark
 from tmor.shards.codec import Triplet
-from tmor.shards.importers import make_triplet
+from tmor.shards.importers import make_triplet, read_number_table
 
 SPLITS = ("xsub_train", "xsub_test")
 _SEQ = re.compile(r"s(\d+)_e(\d+)")
@@ -30,11 +30,7 @@ _SEQ = re.compile(r"s(\d+)_e(\d+)")
 
 def read_joints(url: str) -> tuple[np.ndarray, np.ndarray]:
     """``joints_sXX_eYY.txt`` -> (frame ids (T,), xyz (T, 20, 3))."""
-    rows = [r.split() for r in fsio.read_bytes(url).decode("utf-8").splitlines() if r.strip()]
-    bad = {len(r) for r in rows} - {61}
-    if bad:
-        raise ValueError(f"{url}: rows of {sorted(bad)} values, expected 61 (frame id + 20 x 3)")
-    a = np.asarray(rows, np.float64)
+    a = read_number_table(url, lambda n: n == 61, "61 (frame id + 20 x 3)")
     return a[:, 0].astype(np.int64), a[:, 1:].reshape(len(a), 20, 3).astype(np.float32)
 
 

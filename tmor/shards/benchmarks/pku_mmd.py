@@ -17,9 +17,6 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import numpy as np
-
-from tmor import fsio
 from tmor.shards.benchmarks.common import (
     SplitBook,
     expand_paths,
@@ -29,23 +26,12 @@ from tmor.shards.benchmarks.common import (
     write_benchmark,
 )
 from tmor.shards.codec import Triplet
-from tmor.shards.import_untrimmed import read_label_file
+from tmor.shards.import_untrimmed import read_label_file, read_pku_skeleton
 from tmor.shards.importers import make_triplet
 
 NUM_CLASSES = 51
 _PHASE1 = re.compile(r"^(\d{4})-([LMR])$")
 _PHASE2 = re.compile(r"^A(\d+)N(\d+)-([LMR])$")
-
-
-def read_pku_txt(url: str) -> tuple[np.ndarray, np.ndarray]:
-    """Skeleton txt -> keypoint_3d (2, T, 25, 3) metres, score (2, T, 25) (1 where non-zero)."""
-    rows = [r.split() for r in fsio.read_bytes(url).decode("utf-8").splitlines() if r.strip()]
-    bad = {len(r) for r in rows} - {150}
-    if bad:
-        raise ValueError(f"{url}: lines of {sorted(bad)} values, expected 150 (2 x 25 x 3)")
-    a = np.asarray(rows, np.float32).reshape(len(rows), 2, 25, 3).transpose(1, 0, 2, 3)
-    kp3 = np.ascontiguousarray(a)
-    return kp3, (np.abs(kp3).sum(-1) > 0).astype(np.float32)
 
 
 def parse_id(name: str) -> dict[str, Any]:
@@ -94,7 +80,7 @@ def read_splits(paths: Sequence[str]) -> dict[str, list[str]]:
 def pku_triplet(url: str, label: str | None, classes: Sequence[str], splits: list[str],
                 fps: float = 30.0) -> Triplet:
     vid = stem(url)
-    kp3, score = read_pku_txt(url)
+    kp3, score = read_pku_skeleton(url, drop_empty=False)  # M = 2, as released
     segs = [] if label is None else read_label_file(label, label_offset=-1)
     bad = [c for c, _, _ in segs if not 0 <= c < len(classes)]
     if bad:
