@@ -136,3 +136,70 @@ def test_untrained_encoder_one_cluster_guidance_held_back_loss_falls(corpus: str
     assert (m["pos_mm"] < 0.5 * (8 + cfg.queue_size)).all()
     loss = m["loss"].to_numpy()
     assert loss[-6:].mean() < loss[2:8].mean(), loss
+
+
+def _switch_cfg(corpus: str, out: Path, guidance: bool) -> PretrainConfig:
+    return PretrainConfig(shards=corpus, out_dir=str(out), frames=16, layout=None, channels=3,
+                          max_persons=1, batch_size=8, num_workers=0, shuffle_buffer=32,
+                          epoch_samples=32, base_channels=8, proj_dim=32, hidden_dim=64,
+                          epochs=2, lr=0.1, queue_size=16, guidance=guidance, losses=["mm"],
+                          guidance_warmup_steps=0, max_cluster_fraction=1.0, ckpt_every=0,
+                          deterministic=True, device="cpu", log_every=100, report_to="csv")
+
+
+def test_guidance_switch_changes_only_the_positives(corpus: str, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """One step from identical states, guidance on and off: the same queries, candidates and
+    loss inputs, and only the cluster ids (which select the positives) differ."""
+    import tmor.train.pretrain as P
+    from tmor.shards.reader import make_loader
+    from tmor.train.corpus import reader_config
+    from tmor.train.dist import DistContext
+
+    calls: list[tuple] = []
+    real = P.cluster_contrastive_loss
+
+    def spy(q, cands, qc, cc, *a, **kw):
+        calls.append((q.detach().clone(), cands.detach().clone(), qc.clone(), cc.clone()))
+        return real(q, cands, qc, cc, *a, **kw)
+
+    monkeypatch.setattr(P, "cluster_contrastive_loss", spy)
+    batch = next(iter(make_loader(corpus, reader_config(_switch_cfg(corpus, tmp_path, True)))))
+    runs = {}
+    for on in (True, False):
+        cfg = _switch_cfg(corpus, tmp_path / str(on), on)
+        tr = P.Trainer(cfg, DistContext(), 3, 25, 1, 0, 0, total_steps=8)
+        tr.table = torch.zeros(int(batch["index"].max()) + 1, dtype=torch.long)  # one cluster
+        calls.clear()
+        row = tr.train_step(batch)
+        runs[on] = (calls[0], row)
+    (q1, c1, qc1, cc1), row_on = runs[True]
+    (q0, c0, qc0, cc0), row_off = runs[False]
+    assert torch.equal(q1, q0) and torch.equal(c1, c0)  # same embeddings reach the loss
+    assert (qc1 == 0).all() and (cc1[: len(qc1)] == 0).all()  # on: everyone one cluster
+    assert torch.equal(qc0, -1 - batch["index"].long())  # off: each sample its own
+    assert row_on["guided"] == 1.0 and row_off["guided"] == 0.0
+    assert row_on["pos_mm"] == len(qc1) and row_off["pos_mm"] == 1.0
+
+
+def test_guidance_off_never_reads_cluster_labels(corpus: str, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A whole run with --no-guidance clusters after each epoch (clusters.csv is written) but
+    every loss call gets no table: cluster labels are never read."""
+    import tmor.train.pretrain as P
+
+    seen: list[object] = []
+    real = P.effective_clusters
+
+    def spy(index, table):
+        seen.append(table)
+        return real(index, table)
+
+    monkeypatch.setattr(P, "effective_clusters", spy)
+    cfg = _switch_cfg(corpus, tmp_path / "off", False)
+    P.run_pretrain(cfg)
+    assert seen and all(t is None for t in seen)
+    cl = pd.read_csv(tmp_path / "off" / "clusters.csv")
+    assert len(cl) == 2  # the corpus was still clustered (and logged) each epoch
+    m = pd.read_csv(tmp_path / "off" / "metrics.csv")
+    assert (m["guided"] == 0).all()

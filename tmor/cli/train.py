@@ -39,6 +39,8 @@ def pretrain_cmd(
     amp: str = typer.Option(None, help="bf16 | fp16 | none, CUDA only [bf16]"),
     eps: float = typer.Option(None, help="DBSCAN eps, cosine distance [0.1]"),
     min_samples: int = typer.Option(None, help="DBSCAN min_samples [10]"),
+    guidance: bool = typer.Option(
+        None, help="cluster guidance; --no-guidance: plain instance discrimination [on]"),
     queue_size: int = typer.Option(None, help="memory queue entries per pair [16384]"),
     ckpt_every: int = typer.Option(None, help="checkpoint every N steps, 0: per epoch [1000]"),
     loader_workers: int = typer.Option(None, help="DataLoader workers per rank"),
@@ -67,7 +69,8 @@ def pretrain_cmd(
         shards=shards, out_dir=out or out_dir, stage=stage, init=init, epochs=epochs,
         max_steps=max_steps, batch_size=batch_size, epoch_samples=epoch_samples, frames=frames,
         channels=channels, layout=layout, max_persons=max_persons, optimizer=optimizer, lr=lr,
-        amp=amp, eps=eps, min_samples=min_samples, queue_size=queue_size, ckpt_every=ckpt_every,
+        amp=amp, eps=eps, min_samples=min_samples, guidance=guidance, queue_size=queue_size,
+        ckpt_every=ckpt_every,
         num_workers=num_workers if loader_workers is None else loader_workers, device=device,
         seed=seed, deterministic=deterministic,
         report_to=report_to, wandb_project=wandb_project, wandb_mode=wandb_mode,

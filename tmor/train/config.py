@@ -49,7 +49,9 @@ class PretrainConfig:
     max_rotation: float = 30.0          # degrees (3D)
     max_shear: float = 0.3              # (2D)
     # clustering after each epoch
-    cluster: bool = True
+    cluster: bool = True                # embed + DBSCAN the corpus after each epoch
+    guidance: bool = True               # same-cluster samples are positives; False: plain
+                                        # instance discrimination (clusters still logged)
     eps: float = 0.1                    # cosine distance
     min_samples: int = 10
     cluster_backend: str = "auto"       # auto | pruned (CPU) | torch (GPU) | faiss (CPU tiles)

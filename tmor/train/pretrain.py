@@ -168,8 +168,8 @@ class Trainer:
                             enabled=self.amp_dtype is not None):
             out = self.model(v1, v2, batch["video"].to(dev), batch["text"].to(dev))
         index_all = gather(index)
-        # cluster guidance only after its warm-up, and never from a step's dominant cluster
-        table = self.table if self.step >= self.schedule.guidance_start else None
+        # cluster guidance only when on, after its warm-up, never from a step's dominant cluster
+        table = self.guide_table()
         if table is not None and any(
                 batch_dominated(effective_clusters(torch.cat([index_all, qi]), table),
                                 cfg.max_cluster_fraction)
@@ -209,6 +209,13 @@ class Trainer:
         row = {"loss": means[0], **dict(zip(names, means[1:], strict=True)), "lr": lr,
                "samples_per_s": total / (time.perf_counter() - t0)}
         return row
+
+    def guide_table(self) -> torch.Tensor | None:
+        """The cluster labels this step may use: None with guidance off (the labels are never
+        read) or before the guidance warm-up ends."""
+        if not self.cfg.guidance or self.step < self.schedule.guidance_start:
+            return None
+        return self.table
 
     def _has_clusters(self, table: torch.Tensor | None) -> bool:
         """Whether ``table`` groups any samples (a held-back clustering is all noise)."""
