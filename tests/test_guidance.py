@@ -15,8 +15,10 @@ from tmor.model.cluster import dbscan_cosine
 from tmor.train.config import PretrainConfig
 from tmor.train.guidance import (
     batch_dominated,
+    cluster_space,
     guarded_clustering,
     kdist_eps,
+    kdist_quantiles,
     largest_fraction,
     plan_schedule,
 )
@@ -57,7 +59,7 @@ def test_dominant_cluster_gets_eps_from_kdist() -> None:
     x = _two_level()
     assert _dbscan(x, 0.3, 5).n_clusters == 1
     cfg = PretrainConfig(eps=0.3, min_samples=5, max_cluster_fraction=0.25,
-                         collapse_eps_quantile=0.5)
+                         collapse_eps_quantiles=[0.5], center_embeddings=False)
     labels, guide, info = guarded_clustering(x, cfg, _dbscan)
     assert info["clusters"] == 1 and (labels == 0).all() and info["largest_fraction"] == 1.0
     assert info["action"] == "eps_from_kdist" and info["guide_eps"] < 0.3
@@ -67,16 +69,63 @@ def test_dominant_cluster_gets_eps_from_kdist() -> None:
     assert np.array_equal(guide, _dbscan(x, info["guide_eps"], 5).labels)
 
 
+def test_centring_separates_what_a_shared_direction_hides() -> None:
+    """UNIK's embeddings share one mean direction (a mean of ReLU outputs); the 8 blobs around
+    one direction are one cluster at eps 0.3 as they are, and 8 once centred."""
+    x = _two_level()
+    cfg = PretrainConfig(eps=0.3, min_samples=5, max_cluster_fraction=0.25)
+    labels, guide, info = guarded_clustering(x, cfg, _dbscan)
+    assert _dbscan(x, 0.3, 5).n_clusters == 1
+    assert info["action"] == "as_is" and info["clusters"] == 8 and (guide == labels).all()
+    assert np.array_equal(labels, _dbscan(cluster_space(x), 0.3, 5).labels)
+
+
+def _chained_blobs(seed: int = 0) -> np.ndarray:
+    """8 tight blobs joined in a ring by sparser bridges: at high k-distance quantiles the
+    bridges are core and chain the blobs into one dominant cluster, at lower ones they are not."""
+    rng = np.random.default_rng(seed)
+    base = rng.standard_normal(16)
+    base /= np.linalg.norm(base)
+    centres = base + 0.25 * rng.standard_normal((8, 16)) / 4
+    blobs = [c + 0.01 * rng.standard_normal((60, 16)) for c in centres]
+    t = rng.random((8, 40, 1))
+    bridges = [centres[i] + t[i] * (centres[(i + 1) % 8] - centres[i])
+               + 0.004 * rng.standard_normal((40, 16)) for i in range(8)]
+    return np.concatenate(blobs + bridges).astype(np.float32)
+
+
+def test_kdist_ladder_takes_the_largest_eps_within_the_limit() -> None:
+    x = _chained_blobs()
+    ladder = [0.3, 0.9, 0.5, 0.7]  # tried from the highest down, whatever the order given
+    cfg = PretrainConfig(eps=0.3, min_samples=5, max_cluster_fraction=0.25,
+                         collapse_eps_quantiles=ladder, center_embeddings=False)
+    eps = dict(zip(ladder, kdist_quantiles(x, 5, ladder), strict=True))
+    frac = {q: largest_fraction(_dbscan(x, e, 5).labels) for q, e in eps.items()}
+    assert frac[0.9] > 0.25 and frac[0.7] > 0.25 and frac[0.5] <= 0.25  # the premise
+    labels, guide, info = guarded_clustering(x, cfg, _dbscan)
+    assert info["action"] == "eps_from_kdist" and info["guide_quantile"] == 0.5
+    assert info["guide_eps"] == pytest.approx(eps[0.5])
+    assert np.array_equal(guide, _dbscan(x, eps[0.5], 5).labels)
+    assert info["guide_largest_fraction"] <= 0.25 and info["guide_clusters"] > 1
+    # only dominated quantiles: held back (all noise), naming what was tried
+    cfg.collapse_eps_quantiles = [0.9, 0.7]
+    _, guide, info = guarded_clustering(x, cfg, _dbscan)
+    assert info["action"] == "held_back" and (guide == -1).all()
+    assert info["guide_quantile"] == 0.7
+
+
 def test_collapsed_embeddings_hold_guidance_back() -> None:
     rng = np.random.default_rng(1)
     x = (np.ones(32) + 0.02 * rng.standard_normal((300, 32))).astype(np.float32)  # one blob
-    cfg = PretrainConfig(eps=0.1, min_samples=10, max_cluster_fraction=0.5)
+    cfg = PretrainConfig(eps=0.1, min_samples=10, max_cluster_fraction=0.5,
+                         center_embeddings=False)
     labels, guide, info = guarded_clustering(x, cfg, _dbscan)
     assert info["action"] == "held_back" and info["largest_fraction"] > 0.5
     assert info["clusters"] == 1 and (labels == 0).all()
     assert (guide == -1).all() and info["guide_clusters"] == 0
     # a clustering within the limit is used as is
-    ok = PretrainConfig(eps=0.1, min_samples=10, max_cluster_fraction=1.0)
+    ok = PretrainConfig(eps=0.1, min_samples=10, max_cluster_fraction=1.0,
+                        center_embeddings=False)
     labels, guide, info = guarded_clustering(x, ok, _dbscan)
     assert info["action"] == "as_is" and info["clusters"] == 1 and (guide == 0).all()
 

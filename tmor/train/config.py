@@ -63,7 +63,9 @@ class PretrainConfig:
     guidance_warmup_frac: float = 0.2   # ... or (neither set) for this fraction of the run
     max_cluster_fraction: float = 0.25  # a clustering / a step's candidates with a larger
                                         # largest cluster is not used as is
-    collapse_eps_quantile: float = 0.5  # then eps := this quantile of the k-distances, retried
+    collapse_eps_quantiles: list[float] = field(     # then eps := the largest of these
+        default_factory=lambda: [0.5, 0.4, 0.3, 0.2, 0.1])  # k-distance quantiles within it
+    center_embeddings: bool = True      # DBSCAN on embeddings centred on their mean
     kdist_sample: int = 4096            # samples whose k-distance sets that quantile
     dist_timeout_min: float = 120.0     # process-group timeout; covers embedding + clustering
     # checkpoints, logging, reproducibility

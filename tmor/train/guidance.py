@@ -6,10 +6,11 @@ loss 2.5 -> 9.5). So:
 
 - the learning-rate warm-up and the guidance warm-up are fractions of the run (explicit step or
   epoch counts win); until the guidance warm-up ends the loss is plain instance discrimination;
+- DBSCAN sees the embeddings centred on their mean (:func:`cluster_space`);
 - a clustering whose largest cluster holds more than ``max_cluster_fraction`` of the samples is
-  not used as is: eps is chosen again from the embeddings' k-distances (the
-  ``collapse_eps_quantile`` of each sample's distance to its ``min_samples``-th neighbour) and
-  the corpus clustered again; if that clustering is dominated too, guidance is held back (every
+  not used as is: eps is chosen again from the embeddings' k-distances (each sample's distance
+  to its ``min_samples``-th neighbour), the largest of the ``collapse_eps_quantiles`` whose
+  clustering is within the limit; if every one is dominated, guidance is held back (every
   sample its own cluster) until the next epoch's clustering;
 - a batch whose candidates fall for more than ``max_cluster_fraction`` into one cluster is
   trained without guidance (:func:`batch_dominated`).
@@ -84,11 +85,23 @@ def largest_fraction(labels: np.ndarray) -> float:
     return float(np.bincount(lab).max() / len(labels))
 
 
-def kdist_eps(emb: np.ndarray, k: int, quantile: float, sample: int = 4096,
-              seed: int = 0) -> float:
-    """The ``quantile`` of the cosine distance from sampled points to their k-th nearest
-    neighbour (themselves included, as DBSCAN counts them): at this eps about that share of the
-    points is core."""
+def cluster_space(emb: np.ndarray, center: bool = True) -> np.ndarray:
+    """The embeddings DBSCAN sees: centred on their mean (then cosine-normalised by DBSCAN).
+
+    UNIK's embedding is a mean of ReLU outputs, so every sample lies in the positive orthant and
+    shares one large mean direction: cosine distances crowd near 0 (seen on Penn Action: 90% of
+    all pairs within 0.13 after 1 to 4 epochs) and no eps separates anything. Without that shared
+    component the same embeddings spread over [0, 2] (median about 1.0).
+    """
+    x = np.asarray(emb, dtype=np.float32)
+    return x - x.mean(0, keepdims=True) if center and len(x) else x
+
+
+def kdist_quantiles(emb: np.ndarray, k: int, quantiles: list[float], sample: int = 4096,
+                    seed: int = 0) -> list[float]:
+    """The ``quantiles`` of the cosine distance from sampled points to their k-th nearest
+    neighbour (themselves included, as DBSCAN counts them): at eps = the q-quantile about a
+    share q of the points is core."""
     import faiss
 
     from tmor.model.cluster import l2_normalize
@@ -100,21 +113,36 @@ def kdist_eps(emb: np.ndarray, k: int, quantile: float, sample: int = 4096,
     index = faiss.IndexFlatIP(d)
     index.add(x)
     sims, _ = index.search(np.ascontiguousarray(x[rows]), k)
-    return float(np.quantile(1.0 - sims[:, k - 1].astype(np.float64), quantile))
+    dist = 1.0 - sims[:, k - 1].astype(np.float64)
+    return [float(np.quantile(dist, q)) for q in quantiles]
+
+
+def kdist_eps(emb: np.ndarray, k: int, quantile: float, sample: int = 4096,
+              seed: int = 0) -> float:
+    """One quantile of :func:`kdist_quantiles`."""
+    return kdist_quantiles(emb, k, [quantile], sample, seed)[0]
 
 
 def guarded_clustering(emb: np.ndarray, cfg: PretrainConfig, cluster: Any = None
                        ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """DBSCAN at the run's eps, the labels safe to guide with, and what was done.
 
+    The embeddings are first centred (:func:`cluster_space`, ``cfg.center_embeddings``).
     ``cluster(emb, eps, min_samples)`` -> DBSCANResult (default: exact DBSCAN with the run's
     backend). Returns (labels at ``cfg.eps``, guide labels, info). info: ``clusters``,
     ``noise_fraction``, ``core``, ``largest_fraction`` of the clustering at the run's eps;
     ``action``: ``as_is`` (guide = those labels), ``eps_from_kdist`` (their largest cluster held
-    more than ``max_cluster_fraction``; guide = DBSCAN at a smaller eps from the k-distances)
-    or ``held_back`` (dominated either way: guide labels all -1, so the next epoch is plain
-    instance discrimination); ``guide_eps``, ``guide_clusters``, ``guide_largest_fraction``:
-    the last clustering considered for guidance.
+    more than ``max_cluster_fraction``; guide = DBSCAN at the largest eps from the k-distance
+    quantiles ``collapse_eps_quantiles``, tried from the highest down, whose largest cluster is
+    within the limit) or ``held_back`` (dominated at every eps tried: guide labels all -1, so the
+    next epoch is plain instance discrimination); ``guide_eps``, ``guide_quantile``,
+    ``guide_clusters``, ``guide_largest_fraction``, ``guide_noise_fraction``: the last clustering
+    considered for guidance.
+
+    Why a descending ladder and not one retry: at the median k-distance half of the points are
+    core, and on real skeletons those core points chain into one component holding 50-73% of the
+    corpus (single linkage); a few quantiles lower the same embeddings give many clusters within
+    the limit, and those clusters agree far better with the (unseen) action labels.
     """
     if cluster is None:
         from tmor.model.cluster import dbscan_cosine
@@ -122,30 +150,38 @@ def guarded_clustering(emb: np.ndarray, cfg: PretrainConfig, cluster: Any = None
         def cluster(e: np.ndarray, eps: float, ms: int):
             return dbscan_cosine(e, eps, ms, backend=cfg.cluster_backend)
 
+    emb = cluster_space(emb, cfg.center_embeddings)
     limit = cfg.max_cluster_fraction
     res = cluster(emb, cfg.eps, cfg.min_samples)
     frac = largest_fraction(res.labels)
     info: dict[str, Any] = {"clusters": res.n_clusters, "noise_fraction": res.noise_fraction,
                             "core": res.n_core, "largest_fraction": frac, "action": "as_is",
-                            "guide_eps": cfg.eps, "guide_clusters": res.n_clusters,
-                            "guide_largest_fraction": frac}
+                            "guide_eps": cfg.eps, "guide_quantile": None,
+                            "guide_clusters": res.n_clusters, "guide_largest_fraction": frac,
+                            "guide_noise_fraction": res.noise_fraction}
     if frac <= limit:
         return res.labels, res.labels, info
-    eps2 = kdist_eps(emb, cfg.min_samples, cfg.collapse_eps_quantile, cfg.kdist_sample,
-                     cfg.seed)
     what = (f"largest cluster holds {frac:.3f} of {len(res.labels)} samples at eps "
             f"{cfg.eps:g} (limit {limit:g})")
-    if 0.0 < eps2 < cfg.eps:
+    quantiles = sorted(cfg.collapse_eps_quantiles, reverse=True)
+    tried = []
+    for q, eps2 in zip(quantiles, kdist_quantiles(emb, cfg.min_samples, quantiles,
+                                                  cfg.kdist_sample, cfg.seed), strict=True):
+        if not 0.0 < eps2 < cfg.eps:
+            continue
         res2 = cluster(emb, eps2, cfg.min_samples)
         frac2 = largest_fraction(res2.labels)
-        info.update(guide_eps=eps2, guide_clusters=res2.n_clusters,
-                    guide_largest_fraction=frac2)
+        info.update(guide_eps=eps2, guide_quantile=q, guide_clusters=res2.n_clusters,
+                    guide_largest_fraction=frac2, guide_noise_fraction=res2.noise_fraction)
         if frac2 <= limit:
             info["action"] = "eps_from_kdist"
-            log.warning("cluster guidance: %s; eps %.4g from the k-distances gives %d clusters, "
-                        "largest %.3f: used", what, eps2, res2.n_clusters, frac2)
+            log.warning("cluster guidance: %s; eps %.4g (k-distance quantile %g) gives %d "
+                        "clusters, largest %.3f, noise %.3f: used", what, eps2, q,
+                        res2.n_clusters, frac2, res2.noise_fraction)
             return res.labels, res2.labels, info
-        what += f", {frac2:.3f} at eps {eps2:.4g} from the k-distances"
+        tried.append(f"{frac2:.3f} at eps {eps2:.4g} (q {q:g})")
+    if tried:
+        what += "; from the k-distances " + ", ".join(tried)
     info.update(action="held_back", guide_clusters=0)
     log.warning("cluster guidance held back this epoch (plain instance discrimination): %s",
                 what)

@@ -24,8 +24,8 @@ from tmor.train.guidance import guarded_clustering
 log = logging.getLogger(__name__)
 
 # clusters.csv columns beside tmor.train.runlog.CLUSTER_FIELDS: what the guard did
-GUIDE_FIELDS = ["largest_fraction", "action", "guide_eps", "guide_clusters",
-                "guide_largest_fraction"]
+GUIDE_FIELDS = ["largest_fraction", "action", "guide_eps", "guide_quantile", "guide_clusters",
+                "guide_largest_fraction", "guide_noise_fraction"]
 
 
 def recluster(trainer: Any, cfg: PretrainConfig, ctx: DistContext) -> dict[str, Any]:
