@@ -240,14 +240,12 @@ def show_cmd(
     tile_width: int = typer.Option(320, help="width of a contact sheet tile in pixels"),
 ) -> None:
     """Draw a clip's extracted skeletons and track ids over its frames (mp4 or contact sheet)."""
-    from tmor.pipeline.pose.draw import find_clip, render
-    from tmor.skeleton.npz import decode_pose
+    from tmor.pipeline.pose.draw import load_clip, render
 
     out = out or output
     if not out:
         raise typer.BadParameter("give the output file", param_hint="--out")
-    mp4, npz = find_clip(root, key)
-    pose = decode_pose(npz)
+    mp4, pose = load_clip(root, key)
     path = render(mp4, pose, out, tiles=tiles, cols=cols, tile_width=tile_width)
     typer.echo(f"{path}: {pose['keypoint'].shape[0]} people, {len(pose['frame_index'])} frames")
 

@@ -132,8 +132,9 @@ def check_class_id(value: Any, num_classes: int, what: str) -> int:
 
 def check_frame_count(name: str, field: str, declared: Any, frames: int) -> None:
     """A frame count a file declares must equal the frames of its arrays."""
-    if int(declared) != frames:
-        raise DataError(f"{name}: {field} is {declared}, the arrays have {frames} frames")
+    if np.ndim(declared) != 0 or int(declared) != frames:
+        at = f"{name}: " if name else ""
+        raise DataError(f"{at}{field} is {declared}, the arrays have {frames} frames")
 
 
 def check_declared_count(url: str, what: str, value: int, available: int,
@@ -144,8 +145,11 @@ def check_declared_count(url: str, what: str, value: int, available: int,
     could never read a larger one back."""
     from tmor.skeleton.npz import MAX_POSE_BYTES
 
-    if value < 1 or value > available:
-        raise DataError(f"{url}: {what} {value}, but the file holds room for 1..{available}")
+    if value < 1:
+        raise DataError(f"{url}: {what} {value}, expected at least 1")
+    if value > available:
+        raise DataError(f"{url}: {what} {value}, but the rest of the file holds at most "
+                        f"{available}")
     if value * bytes_each > MAX_POSE_BYTES:
         raise DataError(f"{url}: {what} {value} needs {value * bytes_each} bytes, over the "
                         f"{MAX_POSE_BYTES}-byte bound on a sample")

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from tmor import fsio
+from tmor.shards.checks import naming
 from tmor.shards.codec import Triplet, decode_triplet
 from tmor.shards.index import shard_urls
 from tmor.shards.tario import iter_tar_samples
@@ -30,7 +31,9 @@ def iter_triplets(root: str) -> Iterator[Triplet]:
     for url in urls:
         with fsio.open_url(url, "rb") as f:
             for key, members in iter_tar_samples(f, url):
-                yield decode_triplet(key, members)
+                with naming(url, key):  # a malformed or hostile member: one line naming it
+                    t = decode_triplet(key, members)
+                yield t
 
 
 def label_vocabulary(triplets: list[Triplet]) -> list[str]:

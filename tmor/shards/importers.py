@@ -132,7 +132,7 @@ def read_number_table(url: str, width_ok: Any, expected: str, dtype: Any = np.fl
         raise DataError(f"{url}: no rows of numbers (empty file)")
     widths = {len(r) for r in rows}
     if len(widths) > 1 or not all(width_ok(n) for n in widths):
-        raise ValueError(f"{url}: rows of {sorted(widths)} values, expected {expected}")
+        raise DataError(f"{url}: rows of {sorted(widths)} values, expected {expected}")
     return np.asarray(rows, dtype).reshape(len(rows), -1)
 
 
@@ -157,16 +157,20 @@ def check_pyskl(data: dict[str, Any], url: str) -> None:
     """Refuse a pyskl pickle whose annotations break the format: each a dict with a unique
     ``frame_dir`` and a finite numeric keypoint (M, T, V, 2|3) with at least one frame,
     keypoint_score (M, T, V), ``total_frames`` equal to T, an integer ``label`` within the class
-    list (``label_names`` / ``classes``; -1 only for untrimmed annotations with ``segments``) or a
-    string, and segments ``(class, start, end)`` with a known class and 0 <= start < end."""
+    list (``label_names``, else ``classes``; -1 only for untrimmed annotations with ``segments``)
+    or a string, segments ``(class, start, end)`` with a class of ``classes`` (else
+    ``label_names``) and 0 <= start < end, and ``img_shape`` / ``original_shape`` two numbers."""
     split = data.get("split") or {}
     if not isinstance(split, dict) or not all(isinstance(v, (list, tuple))
                                               for v in split.values()):
         raise DataError(f"{url}: 'split' must map split names to lists of frame_dir")
-    classes = data.get("label_names") or data.get("classes")
-    if classes is not None and not isinstance(classes, (list, tuple)):
-        raise DataError(f"{url}: the class list is a {type(classes).__name__}, expected a list")
-    num_classes = len(classes) if classes else sys.maxsize
+    for key in ("label_names", "classes"):
+        if data.get(key) is not None and not isinstance(data[key], (list, tuple)):
+            raise DataError(f"{url}: {key} is a {type(data[key]).__name__}, expected a list")
+    labels = data.get("label_names") or data.get("classes")
+    segment_classes = data.get("classes") or data.get("label_names")
+    num_labels = len(labels) if labels else sys.maxsize
+    num_segment_classes = len(segment_classes) if segment_classes else sys.maxsize
     names = UniqueNames()
     for i, a in enumerate(data["annotations"]):
         if not isinstance(a, dict) or "frame_dir" not in a:
@@ -185,11 +189,14 @@ def check_pyskl(data: dict[str, Any], url: str) -> None:
             label = a.get("label")
             if label is not None and not isinstance(label, str) and not (
                     segments is not None and label == -1):
-                check_class_id(label, num_classes, "label")
-            for c, start, end in segments or []:
-                check_class_id(c, num_classes, "segment")
+                check_class_id(label, num_labels, "label")
+            for c, start, end in [] if segments is None else segments:
+                check_class_id(c, num_segment_classes, "segment")
                 if not 0 <= int(start) < int(end):
                     raise DataError(f"segment ({c}, {start}, {end}): expected 0 <= start < end")
+            for key in ("img_shape", "original_shape"):
+                if a.get(key) is not None and numeric(a[key], key).shape != (2,):
+                    raise DataError(f"{key} {a[key]!r}: expected (height, width)")
 
 
 def check_annotation_layouts(anns: list[dict[str, Any]], layout: str, where: str) -> None:
@@ -199,8 +206,9 @@ def check_annotation_layouts(anns: list[dict[str, Any]], layout: str, where: str
 
     for a in anns:
         kp = np.asarray(a["keypoint"])
-        check_layout(str(a.get("layout", layout)), int(kp.shape[2]) if kp.ndim == 4 else -1,
-                     f"{where}: {a.get('frame_dir', '?')}: keypoint {kp.shape}")
+        with naming(where, str(a.get("frame_dir", "?"))):
+            check_layout(str(a.get("layout", layout)), int(kp.shape[2]) if kp.ndim == 4 else -1,
+                         f"{where}: {a.get('frame_dir', '?')}: keypoint {kp.shape}")
 
 
 def triplet_from_annotation(
@@ -283,7 +291,7 @@ def read_ntu_skeleton(url: str, max_bodies: int = 4) -> tuple[np.ndarray, np.nda
     def take(n: int) -> list[str]:
         nonlocal pos
         if pos + n > len(lines):
-            raise ValueError(f"{url}: truncated .skeleton file")
+            raise DataError(f"{url}: truncated .skeleton file")
         out = lines[pos:pos + n]
         pos += n
         return out
@@ -294,6 +302,8 @@ def read_ntu_skeleton(url: str, max_bodies: int = 4) -> tuple[np.ndarray, np.nda
         for _ in range(int(take(1)[0])):
             body_id = take(10)[0]
             joints = int(take(1)[0])
+            if joints < 1:
+                raise DataError(f"{url}: joint count {joints}, expected at least 1")
             vals = np.array(take(12 * joints), np.float64).reshape(joints, 12)
             if body_id not in bodies:
                 if len(bodies) >= max_bodies:
@@ -319,7 +329,7 @@ def read_ntu_npy(url: str) -> tuple[np.ndarray, np.ndarray]:
     joint is non-zero); zero persons and trailing zero frames are dropped."""
     a = load_npy(read_input(url))
     if a.ndim != 4 or a.shape[0] != 3:
-        raise ValueError(f"{url}: expected (C=3, T, V, M), got {a.shape}")
+        raise DataError(f"{url}: expected (C=3, T, V, M), got {a.shape}")
     kp3 = np.ascontiguousarray(a.transpose(3, 1, 2, 0)).astype(np.float32)
     score = (np.abs(kp3).sum(axis=-1) > 0).astype(np.float32)
     return _trim(kp3, score)
@@ -353,11 +363,13 @@ def import_ntu(
 def read_kinect_csv(url: str) -> tuple[np.ndarray, np.ndarray]:
     """``name,x,y,z,state`` lines, 25 per frame -> keypoint_3d (1, T, 25, 3), score (1, T, 25)."""
     rows = [r.split(",") for r in read_input(url).decode("utf-8").splitlines() if r.strip()]
-    if not rows or len(rows) % 25:
-        raise ValueError(f"{url}: {len(rows)} lines is not a multiple of 25 joints")
+    if not rows:
+        raise DataError(f"{url}: no rows (empty file)")
+    if len(rows) % 25:
+        raise DataError(f"{url}: {len(rows)} lines is not a multiple of 25 joints")
     names = [r[0].strip() for r in rows[:25]]
     if names != KINECT_JOINTS:
-        raise ValueError(f"{url}: joint order {names[:3]}... is not Kinect v2's")
+        raise DataError(f"{url}: joint order {names[:3]}... is not Kinect v2's")
     t = len(rows) // 25
     xyz = np.array([[float(v) for v in r[1:4]] for r in rows], np.float32).reshape(1, t, 25, 3)
     states = [r[4].strip().upper() if len(r) > 4 else "TRACKED" for r in rows]
@@ -400,7 +412,7 @@ def read_fsd10_npy(url: str) -> tuple[np.ndarray, np.ndarray]:
     """``(3, T, 25, M)`` x, y, confidence -> keypoint (M, T, 25, 2), score (M, T, 25)."""
     a = load_npy(read_input(url))
     if a.ndim != 4 or a.shape[0] != 3:
-        raise ValueError(f"{url}: expected (C=3, T, V, M), got {a.shape}")
+        raise DataError(f"{url}: expected (C=3, T, V, M), got {a.shape}")
     a = np.ascontiguousarray(a.transpose(3, 1, 2, 0)).astype(np.float32)
     kp, score = a[..., :2], a[..., 2]
     kp, score = _trim(np.concatenate([kp, score[..., None]], -1), score)
@@ -446,7 +458,7 @@ def detect_format(path: str) -> str:
             a = load_npy(read_input(path))
         conf = a[2] if a.ndim == 4 and a.shape[0] == 3 else None
         return "fsd10" if conf is not None and conf.min() >= 0 and conf.max() <= 1 else "ntu"
-    raise ValueError(f"{path}: unknown skeleton format")
+    raise DataError(f"{path}: unknown skeleton format")
 
 
 FILE_READERS = {"ntu": ntu_triplet, "kinect_csv": kinect_triplet, "fsd10": fsd10_triplet}

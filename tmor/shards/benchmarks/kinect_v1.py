@@ -61,7 +61,7 @@ def read_action_labels(url: str) -> dict[str, list[tuple[str, float, float]]]:
 def sequence_of(path: str) -> str:
     m = _SEQ.search(stem(path))
     if not m:
-        raise ValueError(f"{path}: no sXX_eYY in the name")
+        raise DataError(f"{path}: no sXX_eYY in the name")
     return f"s{m.group(1)}_e{m.group(2)}"
 
 

@@ -62,16 +62,16 @@ def parse_lcrnet(obj: dict[str, Any], max_persons: int = 2
 def read_lcrnet(url: str, max_persons: int = 2
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """One LCR-Net JSON file -> see :func:`parse_lcrnet`; errors are one line naming the file."""
-    from tmor.shards.checks import describe, read_input
+    from tmor.shards.checks import DataError, describe, read_input
 
     try:
         obj = json.loads(read_input(url))
     except ValueError as e:
-        raise ValueError(f"{url}: not JSON ({e})") from None
+        raise DataError(f"{url}: not JSON ({e})") from None
     try:
         return parse_lcrnet(obj, max_persons)
     except Exception as e:  # noqa: BLE001 - any malformed content
-        raise ValueError(f"{url}: not an LCR-Net pose file ({describe(e)})") from None
+        raise DataError(f"{url}: not an LCR-Net pose file ({describe(e)})") from None
 
 
 def lcrnet_frames(keypoint: np.ndarray, score: np.ndarray,

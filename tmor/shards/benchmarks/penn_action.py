@@ -94,7 +94,7 @@ def read_penn_mat(url: str) -> dict[str, Any]:
     x, y = np.asarray(m["x"], np.float32), np.asarray(m["y"], np.float32)
     vis = np.asarray(m["visibility"], np.float32) * ((x != 0) | (y != 0))
     if x.ndim != 2 or x.shape[1] != 13 or y.shape != x.shape or vis.shape != x.shape:
-        raise ValueError(f"{url}: x/y/visibility {x.shape}/{y.shape}/{vis.shape}, "
+        raise DataError(f"{url}: x/y/visibility {x.shape}/{y.shape}/{vis.shape}, "
                          "expected (T, 13)")
     dims = np.asarray(m["dimensions"]).reshape(-1)
     if dims.size != 3:
@@ -104,7 +104,7 @@ def read_penn_mat(url: str) -> dict[str, Any]:
     check_frame_count(url, "dimensions[2]", int(dims[2]), x.shape[0])
     train = int(np.asarray(m["train"]).reshape(-1)[0])
     if train not in (1, -1):
-        raise ValueError(f"{url}: train flag {train}, expected 1 or -1")
+        raise DataError(f"{url}: train flag {train}, expected 1 or -1")
     return {
         "keypoint": np.stack([x, y], -1)[None], "score": vis[None],
         "action": _str(m["action"]), "view": _str(m["pose"]), "train": train == 1,

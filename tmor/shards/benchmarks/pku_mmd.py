@@ -43,7 +43,7 @@ def parse_id(name: str) -> dict[str, Any]:
     m = _PHASE2.match(name)
     if m:
         return {"phase": 2, "a": int(m.group(1)), "n": int(m.group(2)), "view": m.group(3)}
-    raise ValueError(f"{name}: not a PKU-MMD video id (0002-L or A10N08-L)")
+    raise DataError(f"{name}: not a PKU-MMD video id (0002-L or A10N08-L)")
 
 
 def read_split_file(url: str) -> tuple[list[str], list[str]]:
@@ -65,7 +65,7 @@ def protocol_of(url: str) -> str:
         return "xsub"
     if "view" in name:
         return "xview"
-    raise ValueError(f"{url}: not cross-subject*.txt / cross-view*.txt")
+    raise DataError(f"{url}: not cross-subject*.txt / cross-view*.txt")
 
 
 def read_splits(paths: Sequence[str]) -> dict[str, list[str]]:

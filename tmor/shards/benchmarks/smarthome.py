@@ -59,7 +59,7 @@ def parse_name(name: str) -> dict[str, Any]:
     """``Cook.Cleandishes_p02_r00_v02_c03[...]`` -> {activity, subject, take, view, camera}."""
     m = _NAME.match(os.path.basename(name))
     if not m:
-        raise ValueError(f"{name}: not a Toyota Smarthome clip name (<Activity>_pXX_rXX_vXX_cXX)")
+        raise DataError(f"{name}: not a Toyota Smarthome clip name (<Activity>_pXX_rXX_vXX_cXX)")
     d = m.groupdict()
     return {"activity": d["activity"], **{k: int(d[k]) for k in ("subject", "take", "view",
                                                                    "camera")}}

@@ -53,7 +53,7 @@ def video_id(path: str) -> str:
     """``PxxTyyCzz`` of a TSU file name."""
     m = _VID.search(os.path.basename(path))
     if not m:
-        raise ValueError(f"{path}: no TSU video id (PxxTyyCzz) in the name")
+        raise DataError(f"{path}: no TSU video id (PxxTyyCzz) in the name")
     return m.group(0)
 
 
@@ -63,7 +63,7 @@ def protocol_of(path: str) -> str:
     for p in ("CV", "CS"):
         if re.search(rf"(^|[^A-Z]){p}([^A-Z0-9]|$)", name):
             return p.lower()
-    raise ValueError(f"{path}: cannot tell CS from CV by the name (expected ..._CS_... / _CV_)")
+    raise DataError(f"{path}: cannot tell CS from CV by the name (expected ..._CS_... / _CV_)")
 
 
 def read_annotations(paths: Sequence[str], num_classes: int = len(CLASSES)

@@ -49,7 +49,7 @@ def parse_name(name: str) -> dict[str, int | str]:
     """Ids of a sample name (UAVH ``generate_data.py``'s pattern); codes stay strings."""
     m = _NAME.search(os.path.basename(name))
     if not m:
-        raise ValueError(f"{name}: not a UAV-Human sample name (P..S..G..B..H..UC..LC..A..R.._..)")
+        raise DataError(f"{name}: not a UAV-Human sample name (P..S..G..B..H..UC..LC..A..R.._..)")
     d: dict[str, int | str] = dict(zip(_FIELDS, m.groups(), strict=True))
     for k in ("person", "setup", "action", "replicate"):
         d[k] = int(d[k])
@@ -83,7 +83,7 @@ def read_uav_skeleton(url: str, max_bodies: int = 2) -> tuple[np.ndarray, np.nda
     def take() -> list[str]:
         nonlocal pos
         if pos >= len(lines):
-            raise ValueError(f"{url}: truncated skeleton file")
+            raise DataError(f"{url}: truncated skeleton file")
         pos += 1
         return lines[pos - 1]
 
@@ -97,7 +97,7 @@ def read_uav_skeleton(url: str, max_bodies: int = 2) -> tuple[np.ndarray, np.nda
             rows = [take() for _ in range(joints)]
             if b < max_bodies:
                 if joints != 17:
-                    raise ValueError(f"{url}: frame {t}: {joints} joints, expected 17")
+                    raise DataError(f"{url}: frame {t}: {joints} joints, expected 17")
                 kp[b, t] = np.asarray([r[:2] for r in rows], np.float32)
     score = (np.abs(kp).sum(-1) > 0).astype(np.float32)
     used = score.reshape(max_bodies, -1).any(1)
