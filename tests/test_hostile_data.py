@@ -276,12 +276,15 @@ def zeros_crc(nbytes: int, head: bytes) -> int:
 
 
 def bomb_npz(inflated: int, declared: int | None = None) -> bytes:
-    """A pose.npz whose keypoint member (float32 zeros) inflates to ``inflated`` bytes, its zip
-    headers declaring ``declared`` (default: the truth; less: a lying header)."""
+    """A valid pose.npz whose keypoint member (float32 zeros, (1, T, 17, 2)) inflates to about
+    ``inflated`` bytes, its zip headers declaring ``declared`` (default: the truth; less: a
+    lying header)."""
     header = io.BytesIO()
+    frames = inflated // 136
     np.lib.format.write_array_header_1_0(
-        header, {"descr": "<f4", "fortran_order": False, "shape": (1, inflated // 136, 17, 2)})
+        header, {"descr": "<f4", "fortran_order": False, "shape": (1, frames, 17, 2)})
     head = header.getvalue()
+    inflated = len(head) + frames * 136
     data, crc = zeros_deflate(inflated, head), zeros_crc(inflated, head)
     usize = inflated if declared is None else declared
     name = b"keypoint.npy"
@@ -641,6 +644,19 @@ def c_npy_header_huge(tmp):
     return data_app, ["import", str(p), "--root", "{root}", "--overwrite"], p.name
 
 
+def c_pyskl_array_of_a_size(tmp):
+    """numpy.ndarray((1, 10**8, 17, 2)) from 60 bytes: 13.6 GB once touched."""
+    (tmp / "big.pkl").write_bytes(b"cnumpy\nndarray\n((I1\nI100000000\nI17\nI2\nttR.")
+    return data_app, ["import", str(tmp / "big.pkl"), "--root", "{root}", "--overwrite"], \
+        "big.pkl"
+
+
+def c_pyskl_bytearray_of_a_size(tmp):
+    (tmp / "big.pkl").write_bytes(b"c__builtin__\nbytearray\n(I10000000000\ntR.")
+    return data_app, ["import", str(tmp / "big.pkl"), "--root", "{root}", "--overwrite"], \
+        "big.pkl"
+
+
 def c_uav_sparse_2gib(tmp):
     p = tmp / f"{UAV_NAME}.txt"
     with open(p, "wb") as f:
@@ -806,6 +822,8 @@ CASES = [
     pytest.param(c_ntu_skeleton_frames_1e12, id="bounds:ntu-skeleton-frame-count-1e12"),
     pytest.param(c_npy_header_huge, id="bounds:npy-header-declares-600GB"),
     pytest.param(c_uav_sparse_2gib, id="bounds:uav-txt-of-2GiB"),
+    pytest.param(c_pyskl_array_of_a_size, id="bounds:pickle-ndarray-of-13.6GB"),
+    pytest.param(c_pyskl_bytearray_of_a_size, id="bounds:pickle-bytearray-of-10GB"),
     pytest.param(c_charades_npz_bomb, id="bounds:charades-pose-npz-inflating-to-3.4GB"),
     pytest.param(c_penn_mat_bomb, id="bounds:penn-mat-inflating-to-1.1GB"),
     pytest.param(c_empty_mat, id="tracebacks:empty-mat"),
@@ -856,6 +874,7 @@ def _run_import(tmp: Path, base: Path, argv: list[str], names: str) -> None:
     before = sha_tree(root)
     result = run_cli(data_app, [a.replace("{root}", str(root)) for a in argv])
     assert "Traceback" not in result.output + result.stderr
+    print(f"generated: exit {result.exit_code}")
     if result.exit_code == 0:
         return
     assert_one_line(result, "tmor-data", names)

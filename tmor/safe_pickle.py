@@ -38,6 +38,37 @@ def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
     return text.encode("latin-1")
 
 
+class _NdarrayType:
+    """Stands for ``numpy.ndarray`` in a data pickle: the subtype argument of ``_reconstruct``,
+    never called (``ndarray(shape)`` would allocate a size taken from the file)."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        raise UnsafePickleError("numpy.ndarray(...) called with a size taken from the file")
+
+
+def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> Any:
+    """numpy's ``_reconstruct`` as numpy pickles call it: an empty ndarray that ``__setstate__``
+    then fills from data held in the file (whose length numpy checks against the shape)."""
+    import numpy as np
+
+    if subtype is not _NdarrayType or shape not in ((0,), [0], 0):
+        raise UnsafePickleError(f"numpy _reconstruct of shape {shape!r}, where numpy's own "
+                                "pickles build an empty ndarray")
+    return np.core.multiarray._reconstruct(np.ndarray, (0,), dtype)
+
+
+def _from_data(kind: type) -> Any:
+    """``bytes`` / ``bytearray`` built from values in the file, never from a size (``bytes(10**12)``
+    would allocate what the file asks)."""
+
+    def build(*args: Any) -> Any:
+        if any(isinstance(a, int) for a in args):
+            raise UnsafePickleError(f"{kind.__name__}() of a size")
+        return kind(*args)
+
+    return build
+
+
 def _data_globals() -> dict[tuple[str, str], Any]:
     import collections
 
@@ -45,18 +76,20 @@ def _data_globals() -> dict[tuple[str, str], Any]:
 
     allowed: dict[tuple[str, str], Any] = {}
     for mod in ("numpy.core", "numpy._core"):  # numpy 1.x / 2.x names of the same functions
-        allowed[(f"{mod}.multiarray", "_reconstruct")] = np.core.multiarray._reconstruct
+        allowed[(f"{mod}.multiarray", "_reconstruct")] = _reconstruct
         allowed[(f"{mod}.multiarray", "scalar")] = np.core.multiarray.scalar
         allowed[(f"{mod}.numeric", "_frombuffer")] = np.core.numeric._frombuffer
-    allowed[("numpy", "ndarray")] = np.ndarray
+    allowed[("numpy", "ndarray")] = _NdarrayType
     allowed[("numpy", "dtype")] = np.dtype
     for name in dir(getattr(np, "dtypes", None)):  # numpy >= 1.25: dtype classes by name
         obj = getattr(np.dtypes, name)
         if isinstance(obj, type) and issubclass(obj, np.dtype):
             allowed[("numpy.dtypes", name)] = obj
-    for b in (int, float, complex, bool, str, bytes, bytearray, tuple, list, dict, set, frozenset,
-              slice, range):
-        allowed[("builtins", b.__name__)] = allowed[("__builtin__", b.__name__)] = b
+    builtins: dict[str, Any] = {b.__name__: b for b in (int, float, complex, bool, str, tuple,
+                                                         list, dict, set, frozenset)}
+    builtins.update(bytes=_from_data(bytes), bytearray=_from_data(bytearray))
+    for name, b in builtins.items():
+        allowed[("builtins", name)] = allowed[("__builtin__", name)] = b
     allowed[("collections", "OrderedDict")] = collections.OrderedDict
     allowed[("_codecs", "encode")] = _latin1_encode
     return allowed
@@ -97,8 +130,10 @@ def load_data_pickle(url: str, data: bytes | None = None) -> Any:
         raise BadPickleError(f"{url}: empty file, not a pickle")
     try:
         return _DataUnpickler(data, url).load()
-    except UnsafePickleError:
-        raise
+    except UnsafePickleError as e:
+        if str(e).startswith(f"{url}: "):
+            raise
+        raise UnsafePickleError(f"{url}: refused to unpickle: {e}; nothing was run") from None
     except EOFError:
         raise BadPickleError(f"{url}: truncated pickle (the data ends early)") from None
     except Exception as e:  # noqa: BLE001 - any failure of the unpickler is a malformed file

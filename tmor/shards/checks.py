@@ -137,23 +137,25 @@ def check_frame_count(name: str, field: str, declared: Any, frames: int) -> None
         raise DataError(f"{at}{field} is {declared}, the arrays have {frames} frames")
 
 
-def check_declared_count(url: str, what: str, value: int, available: int,
-                         bytes_each: int = 0) -> int:
-    """A count read from a file (frames, bodies) before anything is allocated for it: at least
-    1, at most ``available`` (what the rest of the file can hold), and ``value * bytes_each``
-    within the reader's bound on a sample (:data:`tmor.skeleton.npz.MAX_POSE_BYTES`), which
-    could never read a larger one back."""
-    from tmor.skeleton.npz import MAX_POSE_BYTES
-
+def check_declared_count(url: str, what: str, value: int, available: int) -> int:
+    """A count read from a file (frames, bodies), checked before anything is allocated for it:
+    at least 1 and at most ``available`` (what the rest of the file can hold)."""
     if value < 1:
         raise DataError(f"{url}: {what} {value}, expected at least 1")
     if value > available:
         raise DataError(f"{url}: {what} {value}, but the rest of the file holds at most "
                         f"{available}")
-    if value * bytes_each > MAX_POSE_BYTES:
-        raise DataError(f"{url}: {what} {value} needs {value * bytes_each} bytes, over the "
-                        f"{MAX_POSE_BYTES}-byte bound on a sample")
     return value
+
+
+def check_allocation(url: str, what: str, nbytes: int) -> None:
+    """Sizes taken from a file may ask for at most the reader's bound on a sample
+    (:data:`tmor.skeleton.npz.MAX_POSE_BYTES`): it could never read a larger one back."""
+    from tmor.skeleton.npz import MAX_POSE_BYTES
+
+    if nbytes > MAX_POSE_BYTES:
+        raise DataError(f"{url}: {what} need {nbytes} bytes, over the {MAX_POSE_BYTES}-byte "
+                        "bound on a sample")
 
 
 class UniqueNames:

@@ -28,6 +28,7 @@ from tmor.safe_pickle import load_data_pickle
 from tmor.shards.checks import (
     DataError,
     UniqueNames,
+    check_allocation,
     check_class_id,
     check_declared_count,
     check_frame_count,
@@ -103,9 +104,8 @@ def make_triplet(
     }
     meta.update(extra or {})
     return Triplet(
-        key=sample_key(source, None, None), keypoint=keypoint,
-        keypoint_score=np.asarray(keypoint_score, np.float32), layout=layout, fps=float(fps),
-        keypoint_3d=None if keypoint_3d is None else np.asarray(keypoint_3d, np.float32),
+        key=sample_key(source, None, None), keypoint=keypoint, keypoint_score=keypoint_score,
+        layout=layout, fps=float(fps), keypoint_3d=keypoint_3d,
         caption=caption_for(label, template), meta=meta, origin=origin or source,
     )
 
@@ -155,11 +155,12 @@ def load_pyskl(url: str) -> dict[str, Any]:
 
 def check_pyskl(data: dict[str, Any], url: str) -> None:
     """Refuse a pyskl pickle whose annotations break the format: each a dict with a unique
-    ``frame_dir`` and a finite numeric keypoint (M, T, V, 2|3) with at least one frame,
-    keypoint_score (M, T, V), ``total_frames`` equal to T, an integer ``label`` within the class
-    list (``label_names``, else ``classes``; -1 only for untrimmed annotations with ``segments``)
-    or a string, segments ``(class, start, end)`` with a class of ``classes`` (else
-    ``label_names``) and 0 <= start < end, and ``img_shape`` / ``original_shape`` two numbers."""
+    ``frame_dir`` (a string or an integer), a string or no ``label_name``, a finite numeric
+    keypoint (M, T, V, 2|3) with at least one frame, keypoint_score (M, T, V), ``total_frames``
+    equal to T, an integer ``label`` within the class list (``label_names``, else ``classes``;
+    -1 only for untrimmed annotations with ``segments``) or a string, segments ``(class, start,
+    end)`` with a class of ``classes`` (else ``label_names``) and 0 <= start < end, and
+    ``img_shape`` / ``original_shape`` two numbers."""
     split = data.get("split") or {}
     if not isinstance(split, dict) or not all(isinstance(v, (list, tuple))
                                               for v in split.values()):
@@ -178,6 +179,10 @@ def check_pyskl(data: dict[str, Any], url: str) -> None:
             raise DataError(f"{url}: annotation {i} is {what}, expected a dict with frame_dir")
         name = str(a["frame_dir"])
         with naming(url, name):
+            for key, types in (("frame_dir", (str, int, np.integer)), ("label_name", str)):
+                v = a.get(key)
+                if v is not None and (not isinstance(v, types) or isinstance(v, bool)):
+                    raise DataError(f"{key} is a {type(v).__name__}, expected a string")
             names.add(name, f"annotation {i}")
             kp = numeric(a["keypoint"], "keypoint")
             score = a.get("keypoint_score")
@@ -256,6 +261,7 @@ def import_pyskl(
     data = load_pyskl(pkl)
     check_annotation_layouts(data["annotations"], layout, pkl)
     label_names = label_names or data.get("label_names")
+
     def triplets() -> Iterator[Triplet]:
         for a in data["annotations"]:
             with naming(pkl):
@@ -308,8 +314,8 @@ def read_ntu_skeleton(url: str, max_bodies: int = 4) -> tuple[np.ndarray, np.nda
             if body_id not in bodies:
                 if len(bodies) >= max_bodies:
                     continue
-                check_declared_count(url, "frame count", frames, frames,
-                                     max_bodies * joints * 4 * 4)
+                check_allocation(url, f"{frames} frames of {joints} joints",
+                                 max_bodies * frames * joints * 4 * 4)
                 bodies[body_id] = (
                     np.zeros((frames, joints, 3), np.float32),
                     np.zeros((frames, joints), np.float32),

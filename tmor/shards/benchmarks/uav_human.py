@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 
 from tmor.shards.benchmarks.common import SplitBook, input_files, stem, write_benchmark
-from tmor.shards.checks import DataError, check_declared_count, naming, read_input
+from tmor.shards.checks import (
+    DataError,
+    check_allocation,
+    check_declared_count,
+    naming,
+    read_input,
+)
 from tmor.shards.codec import Triplet
 from tmor.shards.importers import make_triplet
 
@@ -87,8 +93,8 @@ def read_uav_skeleton(url: str, max_bodies: int = 2) -> tuple[np.ndarray, np.nda
         pos += 1
         return lines[pos - 1]
 
-    frames = check_declared_count(url, "frame count", int(take()[0]), len(lines) - 1,
-                                  max_bodies * 17 * 2 * 4)
+    frames = check_declared_count(url, "frame count", int(take()[0]), len(lines) - 1)
+    check_allocation(url, f"{frames} frames", max_bodies * frames * 17 * 2 * 4)
     kp = np.zeros((max_bodies, frames, 17, 2), np.float32)
     for t in range(frames):
         for b in range(int(take()[0])):
