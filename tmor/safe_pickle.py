@@ -150,8 +150,8 @@ class PicklePolicy:
 
     values: globals that may appear as plain values (e.g. torch storage types in persistent ids);
     calls: globals that may be called with any arguments (tensor rebuild functions, containers);
-    is_class: names of classes that may be instantiated without arguments (``NEWOBJ`` /
-    ``REDUCE`` with ``()``, then ``BUILD``: no constructor code runs);
+    is_class: names of classes that may be instantiated without arguments (``NEWOBJ``:
+    ``cls.__new__(cls)``; ``REDUCE`` with ``()``: ``cls()``), then filled by ``BUILD``;
     getattr_names: attribute names ``builtins.getattr(obj, name)`` may read from an instance or
     an allowed class; what it returns may be stored, never called."""
 

@@ -65,7 +65,7 @@ def naming(url: str, sample: str | None = None) -> Iterator[None]:
     try:
         yield
     except Exception as e:  # noqa: BLE001 - whatever a malformed file makes a parser raise
-        raise in_file(url, e, sample) from None
+        raise in_file(url, e, sample) from e  # --debug shows the parser's own traceback
 
 
 F = TypeVar("F", bound=Callable[..., Any])

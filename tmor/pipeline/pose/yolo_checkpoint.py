@@ -4,9 +4,9 @@ ultralytics loads ``.pt`` files with a full unpickler, so a file could run any c
 the checkpoint's pickle first (:func:`tmor.safe_pickle.check_torch_file`, nothing executed) and
 admits only what official YOLO checkpoints use: tensors and storages, ``OrderedDict`` / ``set`` /
 ``torch.Size``, numpy values, ultralytics' argument namespace, paths, ``getattr(module,
-"forward"|"forward_fuse")``, and ``nn.Module`` classes of ``torch.nn.modules.*``,
-``ultralytics.nn.modules.*`` and ``ultralytics.nn.tasks``, built without calling their
-constructors. Anything else is refused with one line naming the file and the global.
+"forward"|"forward_fuse")`` (stored, never called), and ``nn.Module`` classes of
+``torch.nn.modules.*``, ``ultralytics.nn.modules.*`` and ``ultralytics.nn.tasks``, built without
+arguments. Anything else is refused with one line naming the file and the global.
 """
 
 from __future__ import annotations
