@@ -174,7 +174,7 @@ def check_pyskl(data: dict[str, Any], url: str) -> None:
     num_segment_classes = len(segment_classes) if segment_classes else sys.maxsize
     names = UniqueNames()
     for i, a in enumerate(data["annotations"]):
-        if not isinstance(a, dict) or "frame_dir" not in a:
+        if not isinstance(a, dict) or a.get("frame_dir") is None:
             what = "without a frame_dir" if isinstance(a, dict) else f"a {type(a).__name__}"
             raise DataError(f"{url}: annotation {i} is {what}, expected a dict with frame_dir")
         name = str(a["frame_dir"])
