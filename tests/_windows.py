@@ -51,8 +51,10 @@ def _unit(rng: np.random.Generator, d: int) -> np.ndarray:
 
 
 def write_window_corpus(out_root: str, windows: list[Window], samples_per_shard: int = 64,
-                        video_dim: int = 32, text_dim: int = 32, seed: int = 0) -> list[str]:
-    """Write windows as triplet shards under ``<out_root>/triplets`` (+ index); the shard URLs."""
+                        video_dim: int = 32, text_dim: int = 32, seed: int = 0,
+                        overwrite: bool = False) -> list[str]:
+    """Write windows as triplet shards under ``<out_root>/triplets`` (+ index); the shard URLs.
+    A root holding a corpus is replaced only with ``overwrite``."""
     from tmor.shards.importers import make_triplet, write_imported
     from tmor.shards.index import shard_urls
 
@@ -72,7 +74,8 @@ def write_window_corpus(out_root: str, windows: list[Window], samples_per_shard:
             t.text = text_of[w.label]
             yield t
 
-    write_imported(out_root, gen(), samples_per_shard, {"format": "skeleton_windows"})
+    write_imported(out_root, gen(), samples_per_shard, {"format": "skeleton_windows"},
+                   overwrite)
     return shard_urls(os.path.join(out_root, "triplets"))
 
 

@@ -97,7 +97,7 @@ def rename(src: str, dst: str) -> None:
     if is_local(fs):
         os.replace(src_path, dst_path)
     else:
-        fs.mv(src_path, dst_path)
+        fs.mv(src_path, dst_path, recursive=True)
 
 
 def open_url(url: str, mode: str = "rb", **kwargs: Any) -> IO:

@@ -240,14 +240,12 @@ def show_cmd(
     tile_width: int = typer.Option(320, help="width of a contact sheet tile in pixels"),
 ) -> None:
     """Draw a clip's extracted skeletons and track ids over its frames (mp4 or contact sheet)."""
-    from tmor.pipeline.pose.draw import find_clip, render
-    from tmor.skeleton.npz import decode_pose
+    from tmor.pipeline.pose.draw import load_clip, render
 
     out = out or output
     if not out:
         raise typer.BadParameter("give the output file", param_hint="--out")
-    mp4, npz = find_clip(root, key)
-    pose = decode_pose(npz)
+    mp4, pose = load_clip(root, key)
     path = render(mp4, pose, out, tiles=tiles, cols=cols, tile_width=tile_width)
     typer.echo(f"{path}: {pose['keypoint'].shape[0]} people, {len(pose['frame_index'])} frames")
 
@@ -364,13 +362,18 @@ def import_cmd(
     splits: list[str] = typer.Option(
         None, "--splits", help="benchmarks: official split files or their folder (smarthome: "
         "{train,validation,test}_{CS,CV1,CV2}.txt; pku_mmd: cross-subject.txt cross-view.txt)"),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="replace the corpus the root holds (without it such a root "
+        "is refused)"),
 ) -> None:
     """Import existing skeletons as skeleton-only triplet shards into <root>/triplets.
 
     With --labels, sequences are untrimmed with per-frame labels (for `tmor-train detect`).
     A benchmark --format keeps every frame and stores each sample's ids and official split
     membership (use the split names with --split-train / --split-test). The joint layout is
-    checked against the arrays first: a mismatch is refused before anything is written."""
+    checked against the arrays first: a mismatch is refused before anything is written.
+    An import is a transaction: the corpus is written beside the root and swapped in only when
+    every input was read and checked; on any error the root is left as it was."""
     import json
 
     from tmor.shards.benchmarks import FORMATS, import_benchmark
@@ -379,30 +382,25 @@ def import_cmd(
     def done(summary: dict) -> None:
         typer.echo(json.dumps({k: v for k, v in summary.items() if k != "split"}, default=str))
 
-    try:
-        if fmt in FORMATS:
-            done(import_benchmark(
-                fmt, paths, root, annotations=list(annotations or labels or []) or None,
-                splits=list(splits or []) or None, classes=classes, fps=fps,
-                samples_per_shard=samples_per_shard))
-            return
-        if labels:
-            from pathlib import Path
+    if fmt in FORMATS:
+        done(import_benchmark(
+            fmt, paths, root, annotations=list(annotations or labels or []) or None,
+            splits=list(splits or []) or None, classes=classes, fps=fps,
+            samples_per_shard=samples_per_shard, overwrite=overwrite))
+        return
+    if labels:
+        from tmor.shards.benchmarks.common import read_lines
+        from tmor.shards.import_untrimmed import import_pku_style
 
-            from tmor.shards.import_untrimmed import import_pku_style
-
-            if classes is None:
-                raise typer.BadParameter("--labels needs --classes names.txt")
-            names = [n.strip() for n in Path(classes).read_text().splitlines() if n.strip()]
-            done(import_pku_style(paths, labels, root, names, fps=fps or 30.0,
-                                  layout=layout if fmt else "ntu25", label_offset=label_offset))
-            return
-        kwargs = {"layout": layout, "fps": fps or 30.0} if (fmt == "pyskl" or (
-            len(paths) == 1 and paths[0].endswith((".pkl", ".pickle")))) else {}
-        done(import_files(paths, root, fmt, samples_per_shard, **kwargs))
-    except (ValueError, FileNotFoundError) as e:
-        typer.secho(f"error: {e}", fg="red", err=True)
-        raise typer.Exit(2) from None
+        if classes is None:
+            raise typer.BadParameter("--labels needs --classes names.txt")
+        done(import_pku_style(paths, labels, root, read_lines(classes), fps=fps or 30.0,
+                              layout=layout if fmt else "ntu25", label_offset=label_offset,
+                              overwrite=overwrite))
+        return
+    kwargs = {"layout": layout, "fps": fps or 30.0} if (fmt == "pyskl" or (
+        len(paths) == 1 and paths[0].endswith((".pkl", ".pickle")))) else {}
+    done(import_files(paths, root, fmt, samples_per_shard, overwrite=overwrite, **kwargs))
 
 
 @app.command("export")

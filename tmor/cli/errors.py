@@ -28,7 +28,8 @@ def one_line(error: BaseException) -> str:
     text = " ".join(str(error).split()) or type(error).__name__
     if isinstance(error, KeyError):
         text = text.strip("'\"")
-    plain = ("StageFailed", "NoPlan", "InputError", "PluginUnavailable", "BadParameter")
+    plain = ("StageFailed", "NoPlan", "InputError", "DataError", "PluginUnavailable",
+             "BadParameter")
     if type(error).__name__ in plain or any(c.__name__ in plain for c in type(error).__mro__):
         return text
     return f"{type(error).__name__}: {text}"

@@ -33,6 +33,7 @@ class Triplet:
     text: np.ndarray | None = None  # (Dt,) float16
     caption: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    origin: str = ""  # the file an importer read it from, for error messages (not stored)
 
     @property
     def label(self) -> str | None:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from tmor import fsio
+from tmor.shards.checks import naming
 from tmor.shards.codec import Triplet, decode_triplet
 from tmor.shards.index import shard_urls
 from tmor.shards.tario import iter_tar_samples
@@ -30,7 +31,9 @@ def iter_triplets(root: str) -> Iterator[Triplet]:
     for url in urls:
         with fsio.open_url(url, "rb") as f:
             for key, members in iter_tar_samples(f, url):
-                yield decode_triplet(key, members)
+                with naming(url, key):  # a malformed or hostile member: one line naming it
+                    t = decode_triplet(key, members)
+                yield t
 
 
 def label_vocabulary(triplets: list[Triplet]) -> list[str]:
@@ -68,7 +71,9 @@ def export_pyskl(root: str, out_pkl: str, split: dict[str, list[str]] | None = N
     triplets = list(iter_triplets(root))
     names = label_vocabulary(triplets)
     ids = {n: i for i, n in enumerate(names)}
-    anns = [to_pyskl_annotation(t, ids.get(t.label, -1)) for t in triplets]
+    # unlabeled: -1 for untrimmed samples (their segments hold the classes), else None
+    anns = [to_pyskl_annotation(t, ids.get(t.label, -1 if t.meta.get("segments") is not None
+                                           else None)) for t in triplets]
     if split is None:
         split = read_corpus_card(root).get("import", {}).get("split") or {}
         keys = {a["frame_dir"] for a in anns}
@@ -93,7 +98,8 @@ def export_stgcn(
 
     channels 3: keypoint_3d when present, else x, y, score (OpenPose / Kinetics-skeleton style);
     channels 2: x, y. T is the longest clip (or ``max_frames``, cutting longer clips). Samples
-    of several layouts need ``layout``, to which all are converted."""
+    of several layouts need ``layout``, to which all are converted. The npy is written one
+    sample at a time, so memory holds one (C, T, V, M) block, not the whole array."""
     from tmor.skeleton.transforms import convert_layout
 
     triplets = list(iter_triplets(root))
@@ -116,19 +122,23 @@ def export_stgcn(
     t_max = max(t.keypoint.shape[1] for t in triplets)
     t_max = min(t_max, max_frames) if max_frames else t_max
     v = triplets[0].keypoint.shape[2]
-    data = np.zeros((len(triplets), channels, t_max, v, max_persons), np.float32)
-    for i, t in enumerate(triplets):
-        if channels == 3 and t.keypoint_3d is not None:
-            arr = t.keypoint_3d
-        elif channels == 3:
-            arr = np.concatenate([t.keypoint[..., :2], t.keypoint_score[..., None]], -1)
-        else:
-            arr = t.keypoint[..., :2]
-        arr = arr[:max_persons, :t_max]  # (M, T, V, C)
-        data[i, :, : arr.shape[1], :, : arr.shape[0]] = arr.transpose(3, 1, 2, 0)
-    with fsio.atomic_open(out_npy) as f:
-        np.save(f, data, allow_pickle=False)
+    shape = (len(triplets), channels, t_max, v, max_persons)
+    with fsio.atomic_open(out_npy) as f:  # one sample's block at a time: (C, T, V, M) each
+        np.lib.format.write_array_header_1_0(
+            f, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+                "fortran_order": False, "shape": shape})
+        for t in triplets:
+            if channels == 3 and t.keypoint_3d is not None:
+                arr = t.keypoint_3d
+            elif channels == 3:
+                arr = np.concatenate([t.keypoint[..., :2], t.keypoint_score[..., None]], -1)
+            else:
+                arr = t.keypoint[..., :2]
+            arr = arr[:max_persons, :t_max]  # (M, T, V, C)
+            block = np.zeros(shape[1:], np.float32)
+            block[:, : arr.shape[1], :, : arr.shape[0]] = arr.transpose(3, 1, 2, 0)
+            f.write(block.tobytes())
     sample_names = [t.key for t in triplets]
     labels = [ids.get(t.label, -1) for t in triplets]
     fsio.write_bytes(out_label_pkl, pickle.dumps((sample_names, labels, names), protocol=4))
-    return {"samples": len(triplets), "shape": list(data.shape), "labels": len(names)}
+    return {"samples": len(triplets), "shape": list(shape), "labels": len(names)}

@@ -20,20 +20,29 @@ from typing import Any
 import numpy as np
 
 from tmor import fsio
+from tmor.shards.checks import DataError, names_file, naming, read_input
 from tmor.skeleton.segments import labels_to_segments
 
 Segment = tuple[int, int, int]
 
 
+@names_file
 def read_label_file(url: str, end_inclusive: bool = True, label_offset: int = 0) -> list[Segment]:
     """PKU-MMD label file -> [(class_id, start, end_exclusive)]; ``label_offset`` is added to
-    each label (PKU-MMD numbers its classes from 1: use -1 for ids from 0)."""
+    each label (PKU-MMD numbers its classes from 1: use -1 for ids from 0). A non-empty line
+    that is not ``label,start,end[,confidence]`` integers with start <= end is refused."""
     out = []
-    for line in fsio.read_bytes(url).decode("utf-8").splitlines():
+    for i, line in enumerate(read_input(url).decode("utf-8").splitlines()):
         vals = line.replace(",", " ").split()
-        if len(vals) < 3:
+        if not vals:
             continue
-        c, s, e = int(float(vals[0])), int(float(vals[1])), int(float(vals[2]))
+        try:
+            c, s, e = (int(float(v)) for v in vals[:3])
+            if len(vals) < 3 or s < 0 or e < s:
+                raise ValueError
+        except ValueError:
+            raise DataError(f"{url}: line {i + 1} {line.strip()!r}: expected label,start,end "
+                            "integers with 0 <= start <= end") from None
         out.append((c + label_offset, s, e + 1 if end_inclusive else e))
     return out
 
@@ -113,7 +122,8 @@ def write_untrimmed_pickle(path: str, annotations: list[dict[str, Any]], classes
 
 def write_untrimmed_shards(root: str, annotations: list[dict[str, Any]], classes: list[str],
                            split: dict[str, list[str]] | None = None,
-                           samples_per_shard: int = 1000) -> dict[str, Any]:
+                           samples_per_shard: int = 1000, overwrite: bool = False
+                           ) -> dict[str, Any]:
     """Write the sequences as skeleton-only triplets into ``<root>/triplets`` (segments and class
     names in each json) through the shards helper's importer."""
     from tmor.shards.importers import make_triplet, write_imported
@@ -130,13 +140,14 @@ def write_untrimmed_shards(root: str, annotations: list[dict[str, Any]], classes
 
     split = {k: list(v) for k, v in (split or {}).items()}
     return write_imported(root, gen(), samples_per_shard,
-                          {"format": "untrimmed", "classes": list(classes), "split": split})
+                          {"format": "untrimmed", "classes": list(classes), "split": split},
+                          overwrite)
 
 
 def import_pku_style(
     skeletons: Sequence[str], labels: Sequence[str], out: str, classes: Sequence[str],
     layout: str = "ntu25", fps: float = 30.0, label_offset: int = 0,
-    split: dict[str, list[str]] | None = None,
+    split: dict[str, list[str]] | None = None, overwrite: bool = False,
 ) -> dict[str, Any]:
     """Pair skeleton files with label files by file stem and write a pickle (``out`` ending in
     .pkl) or shards (``out`` a corpus root). Skeletons: PKU-MMD txt, NTU .skeleton / npy, Kinect
@@ -149,20 +160,21 @@ def import_pku_style(
         stem = os.path.splitext(os.path.basename(sk))[0]
         lab = by_stem.get(stem)
         if lab is None:
-            raise ValueError(f"{sk}: no label file named {stem}.*")
-        if sk.endswith(".txt"):
-            kp3, score = read_pku_skeleton(sk)
-        elif sk.endswith(".csv"):
-            kp3, score = imp.read_kinect_csv(sk)
-        else:
-            kp3, score = (imp.read_ntu_skeleton(sk) if sk.endswith(".skeleton")
-                          else imp.read_ntu_npy(sk))
+            raise DataError(f"{sk}: no label file named {stem}.*")
+        with naming(sk):
+            if sk.endswith(".txt"):
+                kp3, score = read_pku_skeleton(sk)
+            elif sk.endswith(".csv"):
+                kp3, score = imp.read_kinect_csv(sk)
+            else:
+                kp3, score = (imp.read_ntu_skeleton(sk) if sk.endswith(".skeleton")
+                              else imp.read_ntu_npy(sk))
         segs = read_label_file(lab, label_offset=label_offset)
         bad = [c for c, _, _ in segs if not 0 <= c < len(classes)]
         if bad:
-            raise ValueError(f"{lab}: class ids {sorted(set(bad))} outside 0..{len(classes) - 1}"
+            raise DataError(f"{lab}: class ids {sorted(set(bad))} outside 0..{len(classes) - 1}"
                              " (1-based label files need label_offset=-1)")
         anns.append(untrimmed_annotation(stem, kp3[..., :2], score, segs, layout, fps, kp3))
     if out.endswith((".pkl", ".pickle")):
         return write_untrimmed_pickle(out, anns, list(classes), split)
-    return write_untrimmed_shards(out, anns, list(classes), split)
+    return write_untrimmed_shards(out, anns, list(classes), split, overwrite=overwrite)

@@ -5,14 +5,18 @@ Supported: pyskl / mmaction2 PoseDataset pickles, NTU RGB+D ``.skeleton`` text f
 FSD-10 ``(3, T, 25, M)`` npy (x, y, confidence in OpenPose BODY_25). The caption comes from the
 label through a template; no video or text embedding exists, so ``has_video`` / ``has_text`` are
 false in each sample's json.
+
+Every import is a transaction (:mod:`tmor.shards.transaction`): nothing under the root changes
+unless every input was read and passed the checks of :mod:`tmor.shards.checks`; an import that
+yields no sample is an error. Pickles are read without running code (:mod:`tmor.safe_pickle`).
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 import re
-from collections.abc import Iterable, Iterator
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +24,22 @@ import numpy as np
 
 from tmor import fsio
 from tmor.manifests.keys import sample_key
+from tmor.safe_pickle import load_data_pickle
+from tmor.shards.checks import (
+    DataError,
+    UniqueNames,
+    check_allocation,
+    check_class_id,
+    check_declared_count,
+    check_frame_count,
+    check_skeleton,
+    naming,
+    numeric,
+    read_input,
+)
 from tmor.shards.codec import Triplet
 from tmor.shards.writer import write_triplet_shards
+from tmor.skeleton.npz import load_npy
 
 TEMPLATE = "a person {label}."
 
@@ -67,9 +85,18 @@ def make_triplet(
     keypoint_3d: np.ndarray | None = None,
     extra: dict[str, Any] | None = None,
     template: str = TEMPLATE,
+    origin: str = "",
 ) -> Triplet:
-    """A skeleton-only triplet (no video / text embedding) keyed by its source."""
-    keypoint = np.asarray(keypoint, np.float32)
+    """A skeleton-only triplet (no video / text embedding) keyed by its source; its arrays are
+    checked at the door (:func:`tmor.shards.checks.check_skeleton`)."""
+    name = str((extra or {}).get("frame_dir", source))
+    keypoint = numeric(keypoint, f"{name}: keypoint")
+    keypoint_score = numeric(keypoint_score, f"{name}: keypoint_score")
+    if keypoint_3d is not None:
+        keypoint_3d = numeric(keypoint_3d, f"{name}: keypoint_3d")
+    check_skeleton(name, keypoint, keypoint_score, keypoint_3d)
+    if not 0 < float(fps) < float("inf"):
+        raise DataError(f"{name}: fps {fps}, expected a positive number")
     meta: dict[str, Any] = {
         "source": source, "start": None, "end": None, "label": label,
         "frames": int(keypoint.shape[1]), "persons": int(keypoint.shape[0]),
@@ -77,10 +104,9 @@ def make_triplet(
     }
     meta.update(extra or {})
     return Triplet(
-        key=sample_key(source, None, None), keypoint=keypoint,
-        keypoint_score=np.asarray(keypoint_score, np.float32), layout=layout, fps=float(fps),
-        keypoint_3d=None if keypoint_3d is None else np.asarray(keypoint_3d, np.float32),
-        caption=caption_for(label, template), meta=meta,
+        key=sample_key(source, None, None), keypoint=keypoint, keypoint_score=keypoint_score,
+        layout=layout, fps=float(fps), keypoint_3d=keypoint_3d,
+        caption=caption_for(label, template), meta=meta, origin=origin or source,
     )
 
 
@@ -101,10 +127,12 @@ def read_number_table(url: str, width_ok: Any, expected: str, dtype: Any = np.fl
     """A whitespace-separated text table of numbers, a row per non-empty line -> (rows, width)
     ``dtype``; every row's length must pass ``width_ok(n)`` and be the same (``expected`` says
     what was expected in the error)."""
-    rows = [r.split() for r in fsio.read_bytes(url).decode("utf-8").splitlines() if r.strip()]
+    rows = [r.split() for r in read_input(url).decode("utf-8").splitlines() if r.strip()]
+    if not rows:
+        raise DataError(f"{url}: no rows of numbers (empty file)")
     widths = {len(r) for r in rows}
     if len(widths) > 1 or not all(width_ok(n) for n in widths):
-        raise ValueError(f"{url}: rows of {sorted(widths)} values, expected {expected}")
+        raise DataError(f"{url}: rows of {sorted(widths)} values, expected {expected}")
     return np.asarray(rows, dtype).reshape(len(rows), -1)
 
 
@@ -113,13 +141,67 @@ def read_number_table(url: str, width_ok: Any, expected: str, dtype: Any = np.fl
 
 def load_pyskl(url: str) -> dict[str, Any]:
     """A pyskl / mmaction2 pickle as {'split': {...}, 'annotations': [...]}; a bare list is
-    taken as the annotations. Only load pickles you trust: pickle runs code."""
-    obj = pickle.loads(fsio.read_bytes(url))
+    taken as the annotations. Read without running code (only numpy arrays and plain values are
+    admitted) and checked at the door (:func:`check_pyskl`)."""
+    obj = load_data_pickle(url, read_input(url))
     if isinstance(obj, list):
         obj = {"split": {}, "annotations": obj}
-    if not isinstance(obj, dict) or "annotations" not in obj:
-        raise ValueError(f"{url}: not a pyskl pickle (expected a dict with 'annotations')")
+    if not isinstance(obj, dict) or not isinstance(obj.get("annotations"), list):
+        raise DataError(f"{url}: not a pyskl pickle (expected a dict with an 'annotations' "
+                        f"list, got a {type(obj).__name__})")
+    check_pyskl(obj, url)
     return obj
+
+
+def check_pyskl(data: dict[str, Any], url: str) -> None:
+    """Refuse a pyskl pickle whose annotations break the format: each a dict with a unique
+    ``frame_dir`` (a string or an integer), a string or no ``label_name``, a finite numeric
+    keypoint (M, T, V, 2|3) with at least one frame, keypoint_score (M, T, V), ``total_frames``
+    equal to T, an integer ``label`` within the class list (``label_names``, else ``classes``;
+    -1 only for untrimmed annotations with ``segments``) or a string, segments ``(class, start,
+    end)`` with a class of ``classes`` (else ``label_names``) and 0 <= start < end, and
+    ``img_shape`` / ``original_shape`` two numbers."""
+    split = data.get("split") or {}
+    if not isinstance(split, dict) or not all(isinstance(v, (list, tuple))
+                                              for v in split.values()):
+        raise DataError(f"{url}: 'split' must map split names to lists of frame_dir")
+    for key in ("label_names", "classes"):
+        if data.get(key) is not None and not isinstance(data[key], (list, tuple)):
+            raise DataError(f"{url}: {key} is a {type(data[key]).__name__}, expected a list")
+    labels = data.get("label_names") or data.get("classes")
+    segment_classes = data.get("classes") or data.get("label_names")
+    num_labels = len(labels) if labels else sys.maxsize
+    num_segment_classes = len(segment_classes) if segment_classes else sys.maxsize
+    names = UniqueNames()
+    for i, a in enumerate(data["annotations"]):
+        if not isinstance(a, dict) or a.get("frame_dir") is None:
+            what = "without a frame_dir" if isinstance(a, dict) else f"a {type(a).__name__}"
+            raise DataError(f"{url}: annotation {i} is {what}, expected a dict with frame_dir")
+        name = str(a["frame_dir"])
+        with naming(url, name):
+            for key, types in (("frame_dir", (str, int, np.integer)), ("label_name", str)):
+                v = a.get(key)
+                if v is not None and (not isinstance(v, types) or isinstance(v, bool)):
+                    raise DataError(f"{key} is a {type(v).__name__}, expected a string")
+            names.add(name, f"annotation {i}")
+            kp = numeric(a["keypoint"], "keypoint")
+            score = a.get("keypoint_score")
+            sc = numeric(score, "keypoint_score") if score is not None else kp[..., 0]
+            check_skeleton("", kp, sc)
+            if a.get("total_frames") is not None:
+                check_frame_count("", "total_frames", a["total_frames"], kp.shape[1])
+            segments = a.get("segments")
+            label = a.get("label")
+            if label is not None and not isinstance(label, str) and not (
+                    segments is not None and label == -1):
+                check_class_id(label, num_labels, "label")
+            for c, start, end in [] if segments is None else segments:
+                check_class_id(c, num_segment_classes, "segment")
+                if not 0 <= int(start) < int(end):
+                    raise DataError(f"segment ({c}, {start}, {end}): expected 0 <= start < end")
+            for key in ("img_shape", "original_shape"):
+                if a.get(key) is not None and numeric(a[key], key).shape != (2,):
+                    raise DataError(f"{key} {a[key]!r}: expected (height, width)")
 
 
 def check_annotation_layouts(anns: list[dict[str, Any]], layout: str, where: str) -> None:
@@ -129,8 +211,9 @@ def check_annotation_layouts(anns: list[dict[str, Any]], layout: str, where: str
 
     for a in anns:
         kp = np.asarray(a["keypoint"])
-        check_layout(str(a.get("layout", layout)), int(kp.shape[2]) if kp.ndim == 4 else -1,
-                     f"{where}: {a.get('frame_dir', '?')}: keypoint {kp.shape}")
+        with naming(where, str(a.get("frame_dir", "?"))):
+            check_layout(str(a.get("layout", layout)), int(kp.shape[2]) if kp.ndim == 4 else -1,
+                         f"{where}: {a.get('frame_dir', '?')}: keypoint {kp.shape}")
 
 
 def triplet_from_annotation(
@@ -149,7 +232,9 @@ def triplet_from_annotation(
     elif score is None:
         score = (np.abs(kp).sum(axis=-1) > 0).astype(np.float32)
     label = ann.get("label_name", ann.get("label"))
-    if label_names is not None and isinstance(label, (int, np.integer)):
+    if isinstance(label, (int, np.integer)) and label < 0:  # untrimmed: segments, no label
+        label = None
+    elif label_names is not None and isinstance(label, (int, np.integer)):
         label = label_names[int(label)]
     elif label is not None:
         label = str(label.item() if isinstance(label, np.generic) else label)
@@ -167,6 +252,7 @@ def triplet_from_annotation(
 def import_pyskl(
     pkl: str, out_root: str, layout: str = "coco17", fps: float = 30.0,
     label_names: list[str] | None = None, samples_per_shard: int = 1000,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Import a pyskl pickle into ``<out_root>/triplets``; the split goes to the card.
 
@@ -175,11 +261,17 @@ def import_pyskl(
     data = load_pyskl(pkl)
     check_annotation_layouts(data["annotations"], layout, pkl)
     label_names = label_names or data.get("label_names")
-    triplets = (
-        triplet_from_annotation(a, layout, fps, label_names) for a in data["annotations"]
-    )
+
+    def triplets() -> Iterator[Triplet]:
+        for a in data["annotations"]:
+            with naming(pkl):
+                t = triplet_from_annotation(a, layout, fps, label_names)
+            t.origin = pkl
+            yield t
+
     split = {k: [str(x) for x in v] for k, v in (data.get("split") or {}).items()}
-    return write_imported(out_root, triplets, samples_per_shard, {"source": pkl, "split": split})
+    return write_imported(out_root, triplets(), samples_per_shard, {"source": pkl, "split": split},
+                          overwrite=overwrite, inputs=[pkl])
 
 
 # ---- NTU RGB+D -----------------------------------------------------------------------------------
@@ -199,27 +291,31 @@ def read_ntu_skeleton(url: str, max_bodies: int = 4) -> tuple[np.ndarray, np.nda
 
     Bodies are matched across frames by bodyID; joint tracking state 2 -> 1.0, 1 -> 0.5, 0 -> 0.
     """
-    lines = fsio.read_bytes(url).decode("utf-8").split()
+    lines = read_input(url).decode("utf-8").split()
     pos = 0
 
     def take(n: int) -> list[str]:
         nonlocal pos
         if pos + n > len(lines):
-            raise ValueError(f"{url}: truncated .skeleton file")
+            raise DataError(f"{url}: truncated .skeleton file")
         out = lines[pos:pos + n]
         pos += n
         return out
 
-    frames = int(take(1)[0])
+    frames = check_declared_count(url, "frame count", int(take(1)[0]), len(lines) - 1)
     bodies: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for t in range(frames):
         for _ in range(int(take(1)[0])):
             body_id = take(10)[0]
             joints = int(take(1)[0])
+            if joints < 1:
+                raise DataError(f"{url}: joint count {joints}, expected at least 1")
             vals = np.array(take(12 * joints), np.float64).reshape(joints, 12)
             if body_id not in bodies:
                 if len(bodies) >= max_bodies:
                     continue
+                check_allocation(url, f"{frames} frames of {joints} joints",
+                                 max_bodies * frames * joints * 4 * 4)
                 bodies[body_id] = (
                     np.zeros((frames, joints, 3), np.float32),
                     np.zeros((frames, joints), np.float32),
@@ -237,10 +333,9 @@ def read_ntu_skeleton(url: str, max_bodies: int = 4) -> tuple[np.ndarray, np.nda
 def read_ntu_npy(url: str) -> tuple[np.ndarray, np.ndarray]:
     """A ``(C=3, T, V, M)`` NTU npy -> keypoint_3d (M, T, V, 3), score (M, T, V) (1 where a
     joint is non-zero); zero persons and trailing zero frames are dropped."""
-    with fsio.open_url(url, "rb") as f:
-        a = np.load(f, allow_pickle=False)
+    a = load_npy(read_input(url))
     if a.ndim != 4 or a.shape[0] != 3:
-        raise ValueError(f"{url}: expected (C=3, T, V, M), got {a.shape}")
+        raise DataError(f"{url}: expected (C=3, T, V, M), got {a.shape}")
     kp3 = np.ascontiguousarray(a.transpose(3, 1, 2, 0)).astype(np.float32)
     score = (np.abs(kp3).sum(axis=-1) > 0).astype(np.float32)
     return _trim(kp3, score)
@@ -259,12 +354,13 @@ def ntu_triplet(url: str, label: str | None = None, fps: float = 30.0) -> Triple
 
 
 def import_ntu(
-    paths: Iterable[str], out_root: str, fps: float = 30.0, samples_per_shard: int = 1000
+    paths: Iterable[str], out_root: str, fps: float = 30.0, samples_per_shard: int = 1000,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Import NTU RGB+D ``.skeleton`` / ``(C,T,V,M)`` npy files into ``<out_root>/triplets``."""
-    return write_imported(
-        out_root, (ntu_triplet(p, fps=fps) for p in paths), samples_per_shard, {"format": "ntu"}
-    )
+    paths = [str(p) for p in paths]
+    return write_imported(out_root, (read_triplet(p, "ntu", fps) for p in paths),
+                          samples_per_shard, {"format": "ntu"}, overwrite, paths)
 
 
 # ---- Kinect v2 CSV (FallFree) --------------------------------------------------------------------
@@ -272,12 +368,14 @@ def import_ntu(
 
 def read_kinect_csv(url: str) -> tuple[np.ndarray, np.ndarray]:
     """``name,x,y,z,state`` lines, 25 per frame -> keypoint_3d (1, T, 25, 3), score (1, T, 25)."""
-    rows = [r.split(",") for r in fsio.read_bytes(url).decode("utf-8").splitlines() if r.strip()]
+    rows = [r.split(",") for r in read_input(url).decode("utf-8").splitlines() if r.strip()]
+    if not rows:
+        raise DataError(f"{url}: no rows (empty file)")
     if len(rows) % 25:
-        raise ValueError(f"{url}: {len(rows)} lines is not a multiple of 25 joints")
+        raise DataError(f"{url}: {len(rows)} lines is not a multiple of 25 joints")
     names = [r[0].strip() for r in rows[:25]]
     if names != KINECT_JOINTS:
-        raise ValueError(f"{url}: joint order {names[:3]}... is not Kinect v2's")
+        raise DataError(f"{url}: joint order {names[:3]}... is not Kinect v2's")
     t = len(rows) // 25
     xyz = np.array([[float(v) for v in r[1:4]] for r in rows], np.float32).reshape(1, t, 25, 3)
     states = [r[4].strip().upper() if len(r) > 4 else "TRACKED" for r in rows]
@@ -304,13 +402,13 @@ def kinect_triplet(url: str, label: str | None = None, fps: float = 30.0) -> Tri
 
 
 def import_kinect_csv(
-    paths: Iterable[str], out_root: str, fps: float = 30.0, samples_per_shard: int = 1000
+    paths: Iterable[str], out_root: str, fps: float = 30.0, samples_per_shard: int = 1000,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Import Kinect v2 CSV skeletons into ``<out_root>/triplets`` (layout ntu25)."""
-    return write_imported(
-        out_root, (kinect_triplet(p, fps=fps) for p in paths), samples_per_shard,
-        {"format": "kinect_csv"},
-    )
+    paths = [str(p) for p in paths]
+    return write_imported(out_root, (read_triplet(p, "kinect_csv", fps) for p in paths),
+                          samples_per_shard, {"format": "kinect_csv"}, overwrite, paths)
 
 
 # ---- FSD-10 ------------------------------------------------------------------------------------
@@ -318,10 +416,9 @@ def import_kinect_csv(
 
 def read_fsd10_npy(url: str) -> tuple[np.ndarray, np.ndarray]:
     """``(3, T, 25, M)`` x, y, confidence -> keypoint (M, T, 25, 2), score (M, T, 25)."""
-    with fsio.open_url(url, "rb") as f:
-        a = np.load(f, allow_pickle=False)
+    a = load_npy(read_input(url))
     if a.ndim != 4 or a.shape[0] != 3:
-        raise ValueError(f"{url}: expected (C=3, T, V, M), got {a.shape}")
+        raise DataError(f"{url}: expected (C=3, T, V, M), got {a.shape}")
     a = np.ascontiguousarray(a.transpose(3, 1, 2, 0)).astype(np.float32)
     kp, score = a[..., :2], a[..., 2]
     kp, score = _trim(np.concatenate([kp, score[..., None]], -1), score)
@@ -337,13 +434,13 @@ def fsd10_triplet(url: str, label: str | None = None, fps: float = 30.0) -> Trip
 
 
 def import_fsd10(
-    paths: Iterable[str], out_root: str, fps: float = 30.0, samples_per_shard: int = 1000
+    paths: Iterable[str], out_root: str, fps: float = 30.0, samples_per_shard: int = 1000,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Import FSD-10 npy files into ``<out_root>/triplets`` (layout openpose25)."""
-    return write_imported(
-        out_root, (fsd10_triplet(p, fps=fps) for p in paths), samples_per_shard,
-        {"format": "fsd10"},
-    )
+    paths = [str(p) for p in paths]
+    return write_imported(out_root, (read_triplet(p, "fsd10", fps) for p in paths),
+                          samples_per_shard, {"format": "fsd10"}, overwrite, paths)
 
 
 # ---- any file ------------------------------------------------------------------------------------
@@ -363,61 +460,81 @@ def detect_format(path: str) -> str:
             return "fsd10"
         if "ntu" in name or re.search(r"a\d{3}", name):
             return "ntu"
-        with fsio.open_url(path, "rb") as f:
-            a = np.load(f, mmap_mode=None, allow_pickle=False)
+        with naming(path):
+            a = load_npy(read_input(path))
         conf = a[2] if a.ndim == 4 and a.shape[0] == 3 else None
         return "fsd10" if conf is not None and conf.min() >= 0 and conf.max() <= 1 else "ntu"
-    raise ValueError(f"{path}: unknown skeleton format")
+    raise DataError(f"{path}: unknown skeleton format")
 
 
-def read_triplet(path: str, fmt: str | None = None) -> Triplet:
-    """One NTU / Kinect CSV / FSD-10 skeleton file as a skeleton-only triplet."""
-    readers = {"ntu": ntu_triplet, "kinect_csv": kinect_triplet, "fsd10": fsd10_triplet}
+FILE_READERS = {"ntu": ntu_triplet, "kinect_csv": kinect_triplet, "fsd10": fsd10_triplet}
+
+
+def read_triplet(path: str, fmt: str | None = None, fps: float = 30.0) -> Triplet:
+    """One NTU / Kinect CSV / FSD-10 skeleton file as a skeleton-only triplet; any problem with
+    the file is one :class:`DataError` naming it."""
     f = fmt or detect_format(path)
-    if f not in readers:
-        raise ValueError(f"{path}: unknown format {f!r}")
-    return readers[f](path)
+    if f not in FILE_READERS:
+        raise DataError(f"{path}: unknown format {f!r}; known: {', '.join(FILE_READERS)}")
+    with naming(path):
+        return FILE_READERS[f](path, fps=fps)
 
 
 def import_files(
     paths: Iterable[str], out_root: str, fmt: str | None = None, samples_per_shard: int = 1000,
-    **kwargs: Any,
+    overwrite: bool = False, **kwargs: Any,
 ) -> dict[str, Any]:
     """Import files of one or mixed formats into ``<out_root>/triplets``."""
     paths = [str(p) for p in paths]
     if any((fmt or detect_format(p)) == "pyskl" for p in paths):
         if len(paths) != 1:
-            raise ValueError("import one pyskl pickle at a time")
-        return import_pyskl(paths[0], out_root, samples_per_shard=samples_per_shard, **kwargs)
+            raise DataError("import one pyskl pickle at a time")
+        return import_pyskl(paths[0], out_root, samples_per_shard=samples_per_shard,
+                            overwrite=overwrite, **kwargs)
 
-    triplets = (read_triplet(p, fmt) for p in paths)
-    return write_imported(out_root, triplets, samples_per_shard, {"formats": fmt or "auto"})
+    fps = float(kwargs.get("fps") or 30.0)
+    triplets = (read_triplet(p, fmt, fps) for p in paths)
+    return write_imported(out_root, triplets, samples_per_shard, {"formats": fmt or "auto"},
+                          overwrite=overwrite, inputs=paths)
 
 
 def write_imported(
-    out_root: str, triplets: Iterable[Triplet], samples_per_shard: int, info: dict[str, Any]
+    out_root: str, triplets: Iterable[Triplet], samples_per_shard: int, info: dict[str, Any],
+    overwrite: bool = False, inputs: Iterable[str] = (),
+    late_info: Callable[[], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Write shards into ``<out_root>/triplets``, the index, and the card's ``import`` section."""
-    import itertools
-
+    """Write ``triplets`` as the corpus of ``out_root`` (shards in ``triplets/``, the index, the
+    card's ``import`` section) in one transaction (:func:`tmor.shards.transaction.staged_import`):
+    a root holding a corpus is refused unless ``overwrite``, and any error, or no sample at all,
+    leaves the root as it was. ``late_info()`` (e.g. drop counts) joins the card after the last
+    sample; ``inputs`` name the inputs in errors."""
     from tmor.shards.card import update_corpus_card
     from tmor.shards.index import write_index
+    from tmor.shards.transaction import staged_import
     from tmor.skeleton.layouts import check_layout
+
+    if samples_per_shard < 1:
+        raise DataError(f"samples per shard is {samples_per_shard}, must be at least 1")
+    names, keys = UniqueNames(), UniqueNames("key")
 
     def checked(items: Iterable[Triplet]) -> Iterator[Triplet]:
         for t in items:
-            check_layout(t.layout, int(t.keypoint.shape[2]), f"{t.key}: keypoint")
+            name = str(t.meta.get("frame_dir", t.key))
+            check_layout(t.layout, int(t.keypoint.shape[2]), f"{t.origin}: {name}: keypoint")
+            names.add(name, t.origin or "?")
+            keys.add(t.key, f"{t.origin}: {name}")
             yield t
 
-    it = checked(triplets)
-    first = list(itertools.islice(it, 1))  # a mismatch is refused before old shards go
-    triplets = itertools.chain(first, it)
-    shard_dir = fsio.join(out_root, "triplets")
-    for old in fsio.listdir(shard_dir):  # an import replaces the corpus's shards
-        if old.endswith(".tar") or old == "index.parquet":
-            fsio.remove(fsio.join(shard_dir, old))
-    urls = write_triplet_shards(shard_dir, triplets, samples_per_shard)
-    counts = write_index(shard_dir)
-    summary = {**info, **counts, "shard_files": [Path(u).name for u in urls]}
-    update_corpus_card(out_root, "import", summary)
+    with staged_import(out_root, overwrite) as stage:
+        shard_dir = fsio.join(stage, "triplets")
+        urls = write_triplet_shards(shard_dir, checked(triplets), samples_per_shard)
+        info = {**info, **(late_info() if late_info else {})}
+        if not urls:
+            where = ", ".join(inputs) or str(info.get("source") or info.get("format") or "input")
+            dropped = "; ".join(f"{n} {why}" for why, n in (info.get("dropped") or {}).items())
+            raise DataError(f"{where}: no sample to import"
+                            + (f" (dropped: {dropped})" if dropped else ""))
+        counts = write_index(shard_dir)
+        summary = {**info, **counts, "shard_files": [Path(u).name for u in urls]}
+        update_corpus_card(stage, "import", summary)
     return summary

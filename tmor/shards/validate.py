@@ -2,12 +2,13 @@
 
 Checks: every tar readable through the tario safety checks, members complete, shapes and dtypes
 as documented, no NaN or Inf, keys unique across shards, embedding sizes consistent, and the
-shard index file (when present) in agreement with the shards.
+shard index file (when present) in agreement with the shards. Members are decoded under the
+reader's bounds (a pose.npz inflates to at most 1 GiB, an .npy holds what its header declares),
+so a hostile shard is a defect, not an allocation.
 """
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from tmor import fsio
 from tmor.shards.codec import REQUIRED_MEMBERS
 from tmor.shards.index import INDEX_NAME, shard_urls
 from tmor.shards.tario import UnsafeTarError, iter_tar_samples
+from tmor.skeleton.npz import load_npy, read_npz
 
 
 @dataclass
@@ -52,8 +54,7 @@ def check_sample(members: dict[str, bytes]) -> tuple[list[str], dict[str, int]]:
     if extra:
         bad.append(f"unexpected members {sorted(extra)}")
     try:
-        with np.load(io.BytesIO(members["pose.npz"]), allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        arrays = read_npz(members["pose.npz"])
     except Exception as e:  # noqa: BLE001 - any decoding failure is a defect
         return [f"pose.npz unreadable: {e}"], dims
     kp, sc = arrays.get("keypoint"), arrays.get("keypoint_score")
@@ -86,7 +87,7 @@ def check_sample(members: dict[str, bytes]) -> tuple[list[str], dict[str, int]]:
         if m not in members:
             continue
         try:
-            a = np.load(io.BytesIO(members[m]), allow_pickle=False)
+            a = load_npy(members[m])
         except Exception as e:  # noqa: BLE001
             bad.append(f"{m} unreadable: {e}")
             continue

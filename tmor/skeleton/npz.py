@@ -33,7 +33,9 @@ _NPY_HEADER = re.compile(
 
 
 def load_npy(data: bytes) -> np.ndarray:
-    """An ``.npy`` payload -> array; the common C-order case skips np.load's header parsing."""
+    """An ``.npy`` payload -> array; the common C-order case skips np.load's header parsing.
+    Object arrays are refused, and so is a header that declares more data than the payload
+    holds (checked before anything is allocated)."""
     if data[:6] == b"\x93NUMPY" and data[6:7] in (b"\x01", b"\x02"):
         if data[6] == 1:
             hlen, start = int.from_bytes(data[8:10], "little"), 10
@@ -44,9 +46,27 @@ def load_npy(data: bytes) -> np.ndarray:
             shape = tuple(int(x) for x in m.group(2).split(b",") if x.strip())
             dtype = np.dtype(m.group(1).decode())
             count = int(np.prod(shape)) if shape else 1
+            if count * dtype.itemsize > len(data) - start - hlen:
+                raise ValueError(f".npy declares {shape} {dtype} ({count * dtype.itemsize} "
+                                 f"bytes), holds {len(data) - start - hlen}")
             arr = np.frombuffer(data, dtype, count=count, offset=start + hlen)
             return arr.reshape(shape).copy()  # writable, owns its memory
+    _check_npy_size(data)
     return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def _check_npy_size(data: bytes) -> None:
+    """ValueError when an ``.npy`` header declares more bytes than follow it (np.load would
+    allocate the declared size first)."""
+    fmt = np.lib.format
+    f = io.BytesIO(data)
+    version = fmt.read_magic(f)
+    shape, _, dtype = (fmt.read_array_header_1_0(f) if version == (1, 0)
+                       else fmt.read_array_header_2_0(f))
+    need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if need > len(data) - f.tell():
+        raise ValueError(f".npy declares {shape} {dtype} ({need} bytes), holds "
+                         f"{len(data) - f.tell()}")
 
 
 def npz_bytes(arrays: dict[str, Any], compress: bool = True) -> bytes:
@@ -129,7 +149,7 @@ def npz_members(data: bytes, max_bytes: int = MAX_POSE_BYTES) -> dict[str, bytes
             if usize > budget:
                 raise InflateBoundError(f"pose.npz member {name!r} inflates to {usize} bytes, "
                                         f"over the {budget} bytes left of the bound")
-            payload = zlib.decompressobj(-15).decompress(raw, budget + 1)
+            payload = zlib.decompressobj(-15).decompress(raw, usize + 1)  # more: a lie
         else:
             raise ValueError(f"member {name!r}: compression method {method}")
         if len(payload) > budget:
@@ -142,21 +162,28 @@ def npz_members(data: bytes, max_bytes: int = MAX_POSE_BYTES) -> dict[str, bytes
     return out
 
 
+def read_npz(data: bytes, fields: tuple[str, ...] | None = None,
+             max_bytes: int = MAX_POSE_BYTES) -> dict[str, np.ndarray]:
+    """The arrays of ``.npz`` bytes by name (only ``fields`` when given). Stored (uncompressed)
+    members decode without a copy through :mod:`zipfile` or an inflate (:func:`npz_members`).
+    The members may inflate to ``max_bytes`` in all; more is an :class:`InflateBoundError`, and
+    a file that is not a readable npz a ValueError."""
+    try:
+        members = npz_members(data, max_bytes)
+        names = list(members) if fields is None else [k for k in fields if k in members]
+        return {k: load_npy(members[k]) for k in names}
+    except InflateBoundError:
+        raise
+    except (ValueError, struct.error, zlib.error, UnicodeDecodeError):
+        return _decode_pose_zipfile(data, fields, max_bytes)
+
+
 def decode_pose(data: bytes, fields: tuple[str, ...] | None = None,
                 max_bytes: int = MAX_POSE_BYTES) -> dict[str, Any]:
     """``pose.npz`` bytes -> {keypoint, keypoint_score, layout, fps, keypoint_3d?, ...}; 0-d
     arrays come back as Python scalars / strings. With ``fields``, only those arrays are read
-    (the reader skips what it does not use). Stored (uncompressed) members decode without a
-    copy through :mod:`zipfile` or an inflate (:func:`npz_members`). The members may inflate to
-    ``max_bytes`` in all; more is a ValueError (a corrupt or hostile file)."""
-    try:
-        members = npz_members(data, max_bytes)
-        names = list(members) if fields is None else [k for k in fields if k in members]
-        out: dict[str, Any] = {k: load_npy(members[k]) for k in names}
-    except InflateBoundError:
-        raise
-    except (ValueError, struct.error, zlib.error, UnicodeDecodeError):
-        out = _decode_pose_zipfile(data, fields, max_bytes)
+    (the reader skips what it does not use). Bounded as :func:`read_npz`."""
+    out: dict[str, Any] = read_npz(data, fields, max_bytes)
     for k, val in list(out.items()):
         if isinstance(val, np.ndarray) and val.ndim == 0:
             out[k] = val.item()
@@ -179,7 +206,7 @@ def _decode_pose_zipfile(data: bytes, fields: tuple[str, ...] | None,
                 budget -= len(raw)
                 out[k] = load_npy(raw)
             return out
-    except zipfile.BadZipFile as e:
+    except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError) as e:
         raise ValueError(f"pose.npz is not a valid npz: {e}") from e
 
 
@@ -188,8 +215,8 @@ def _read_bounded(z: zipfile.ZipFile, name: str, budget: int) -> bytes:
     if z.getinfo(name).file_size > budget:
         raise InflateBoundError(f"pose.npz member {name} inflates to {z.getinfo(name).file_size} "
                                 f"bytes, over the {budget} bytes left of the bound")
-    with z.open(name) as f:
-        raw = f.read(budget + 1)
+    with z.open(name) as f:  # a member longer than its header says fails zipfile's CRC check
+        raw = f.read(min(z.getinfo(name).file_size, budget) + 1)
     if len(raw) > budget:
         raise InflateBoundError(f"pose.npz member {name} inflates past the {budget} bytes left "
                                 "of the bound")

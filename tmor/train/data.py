@@ -80,9 +80,9 @@ def load_pyskl_split(path: str, split: str | None, layout: str = "coco17") -> Lo
     data = load_pyskl(path)
     anns = data["annotations"]
     if split is not None:
-        names = data.get("split", {}).get(split)
+        names = (data.get("split") or {}).get(split)
         if names is None:
-            raise ValueError(f"{path}: no split {split!r}; has {sorted(data.get('split', {}))}")
+            raise ValueError(f"{path}: no split {split!r}; has {sorted(data.get('split') or {})}")
         keep = {str(n) for n in names}
         anns = [a for a in anns if str(a["frame_dir"]) in keep]
     classes = list(data.get("label_names") or data.get("classes") or [])
@@ -155,6 +155,12 @@ def load_shards_split(root: str, split: str | None, holdout: float = 0.2,
     out = []
     for t in triplets:
         segs = [(int(c), int(s), int(e)) for c, s, e in t.meta.get("segments", [])]
+        bad = sorted({c for c, _, _ in segs if not 0 <= c < len(names)})
+        if bad:
+            from tmor.shards.checks import DataError
+
+            raise DataError(f"{root}: {t.meta.get('frame_dir', t.key)}: segment class ids {bad} "
+                            f"outside the {len(names)} classes")
         out.append(SkeletonSample(
             name=str(t.meta.get("frame_dir", t.key)), keypoint=t.keypoint,
             keypoint_score=t.keypoint_score, layout=t.layout,

@@ -78,6 +78,17 @@ def find_clip(root: str, key: str) -> tuple[bytes, bytes]:
     raise FileNotFoundError(f"key {key!r} not found in {pose_dir}/*.tar")
 
 
+def load_clip(root: str, key: str) -> tuple[bytes, dict[str, Any]]:
+    """(mp4 bytes, decoded pose) of ``key`` (:func:`find_clip`); the pose.npz is decoded under
+    the reader's bounds, and a malformed one is one error naming the key."""
+    from tmor.shards.checks import naming
+    from tmor.skeleton.npz import decode_pose
+
+    mp4, npz = find_clip(root, key)
+    with naming(f"{root}/pose", key):
+        return mp4, decode_pose(npz)
+
+
 def _sheet_indices(n: int, count: int) -> list[int]:
     if n <= count:
         return list(range(n))

@@ -69,6 +69,13 @@ class UltralyticsBackend(PoseBackend):
         path = Path(spec).expanduser()
         if path.is_file():
             spec = str(path)
+            if path.suffix == ".pt":  # ultralytics unpickles it: nothing but a YOLO model
+                from tmor.pipeline.pose.yolo_checkpoint import check_yolo_checkpoint
+
+                try:
+                    check_yolo_checkpoint(spec)
+                except ValueError as e:
+                    raise PluginUnavailable(str(e)) from None
             self.model_sha256 = file_sha256(path)
         elif not _MODEL_NAME.match(spec):
             raise PluginUnavailable(

@@ -27,10 +27,11 @@ import numpy as np
 from tmor import fsio
 from tmor.shards.benchmarks.common import (
     SplitBook,
-    expand_paths,
+    input_files,
     read_class_list,
     write_benchmark,
 )
+from tmor.shards.checks import DataError, check_class_id, naming, read_input
 from tmor.shards.codec import Triplet
 from tmor.shards.importers import make_triplet
 from tmor.skeleton.npz import decode_pose
@@ -42,7 +43,7 @@ SPLITS = ("train", "test")
 def _csv_videos(url: str) -> dict[str, dict]:
     subset = "testing" if "test" in os.path.basename(url).lower() else "training"
     out = {}
-    for row in csv.DictReader(io.StringIO(fsio.read_bytes(url).decode("utf-8"))):
+    for row in csv.DictReader(io.StringIO(read_input(url).decode("utf-8"))):
         actions = []
         for item in (row.get("actions") or "").split(";"):
             if item.strip():
@@ -52,14 +53,35 @@ def _csv_videos(url: str) -> dict[str, dict]:
     return out
 
 
-def read_annotations(paths: Sequence[str]) -> dict[str, dict]:
-    """charades.json or the official CSVs -> {id: {subset, duration (s), actions (s)}}."""
+def _checked_video(a: Any, num_classes: int) -> dict[str, Any]:
+    """One video's annotation with its types and values checked: subset training / testing,
+    a finite duration >= 0 (s), actions [class in the class list, finite start, end]."""
+    if not isinstance(a, dict):
+        raise DataError(f"a {type(a).__name__} where a video's object belongs")
+    if a["subset"] not in ("training", "testing"):
+        raise DataError(f"subset {a['subset']!r}, expected training or testing")
+    duration = float(a.get("duration") or 0)
+    actions = [[check_class_id(c, num_classes, f"action {i}"), float(s), float(e)]
+               for i, (c, s, e) in enumerate(a["actions"])]
+    if not all(math.isfinite(v) for v in [duration] + [x for act in actions for x in act[1:]]):
+        raise DataError("non-finite duration or action time")
+    return {"subset": a["subset"], "duration": duration, "actions": actions}
+
+
+def read_annotations(paths: Sequence[str], num_classes: int = NUM_CLASSES) -> dict[str, dict]:
+    """charades.json or the official CSVs -> {id: {subset, duration (s), actions (s)}}; every
+    entry checked (:func:`_checked_video`), errors naming the file and the video."""
     videos: dict[str, dict] = {}
     for url in paths:
-        if url.lower().endswith(".csv"):
-            videos.update(_csv_videos(url))
-        else:
-            videos.update(json.loads(fsio.read_bytes(url)))
+        with naming(url):
+            found = (_csv_videos(url) if url.lower().endswith(".csv")
+                     else json.loads(read_input(url)))
+            if not isinstance(found, dict):
+                raise DataError(f"a JSON {type(found).__name__} where an object of videos "
+                                "belongs")
+        for vid, a in found.items():
+            with naming(url, vid):
+                videos[vid] = _checked_video(a, num_classes)
     return videos
 
 
@@ -77,8 +99,9 @@ def seconds_to_frames(actions: Sequence[Sequence[float]], duration: float, fps: 
     return out, empty
 
 
-def iter_poses(paths: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(video id, decoded pose) of corpus roots (pose/*.tar + plan) and pose.npz files."""
+def iter_poses(paths: Sequence[str]) -> Iterator[tuple[str, dict[str, Any], str]]:
+    """(video id, decoded pose, where it was read) of corpus roots (pose/*.tar + plan) and
+    pose.npz files; each pose.npz inflates within the reader's bound."""
     from tmor.manifests.plan import read_plan
     from tmor.shards.tario import iter_tar_samples
 
@@ -86,20 +109,24 @@ def iter_poses(paths: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
         if os.path.isdir(os.path.join(p, "pose")):
             plan = read_plan(p)
             source = dict(zip(plan["key"], plan["source"], strict=True)) if len(plan) else {}
-            for tar in sorted(expand_paths([os.path.join(p, "pose")], ("*.tar",))):
+            for tar in sorted(input_files([os.path.join(p, "pose")], ("*.tar",))):
                 with fsio.open_url(tar, "rb") as f:
                     for key, members in iter_tar_samples(f, tar):
                         if "pose.npz" in members and key in source:
                             vid = os.path.splitext(os.path.basename(str(source[key])))[0]
-                            yield vid, decode_pose(members["pose.npz"])
+                            with naming(tar, key):
+                                pose = decode_pose(members["pose.npz"])
+                            yield vid, pose, f"{tar}: {key}"
         else:
-            for url in expand_paths([p], ("*.npz",)):
+            for url in input_files([p], ("*.npz",)):
                 vid = os.path.basename(url).split(".")[0]
-                yield vid, decode_pose(fsio.read_bytes(url))
+                with naming(url):
+                    pose = decode_pose(read_input(url))
+                yield vid, pose, url
 
 
 def charades_triplet(vid: str, pose: dict[str, Any], ann: dict, classes: Sequence[str],
-                     book: SplitBook) -> Triplet:
+                     book: SplitBook, origin: str = "") -> Triplet:
     kp = np.asarray(pose["keypoint"], np.float32)
     fps = float(pose["fps"])
     segs, empty = seconds_to_frames(ann["actions"], float(ann.get("duration") or 0), fps,
@@ -113,25 +140,27 @@ def charades_triplet(vid: str, pose: dict[str, Any], ann: dict, classes: Sequenc
     if "img_shape" in pose:
         extra["img_shape"] = [int(x) for x in np.asarray(pose["img_shape"]).reshape(-1)]
     return make_triplet(f"charades://{vid}", kp, pose["keypoint_score"], pose["layout"], fps,
-                        None, pose.get("keypoint_3d"), extra)
+                        None, pose.get("keypoint_3d"), extra, origin=origin)
 
 
 def import_charades(paths: Sequence[str], out_root: str, annotations: Sequence[str] = (),
                     classes: str | None = None, samples_per_shard: int = 1000,
-                    **_: Any) -> dict[str, Any]:
+                    overwrite: bool = False, **_: Any) -> dict[str, Any]:
     """Join extract-pose skeletons with the Charades annotations into untrimmed triplets."""
     if not annotations:
-        raise ValueError("charades needs --annotations charades.json (or the two CSVs)")
-    videos = read_annotations(annotations)
+        raise DataError("charades needs --annotations charades.json (or the two CSVs)")
     names = read_class_list(classes) if classes else [f"c{i:03d}" for i in range(NUM_CLASSES)]
+    videos = read_annotations(annotations, len(names))
     book = SplitBook(SPLITS)
 
     def gen() -> Iterator[Triplet]:
-        for vid, pose in iter_poses(paths):
+        for vid, pose, origin in iter_poses(paths):
             if vid not in videos:
                 book.drop("skeleton without annotation")
                 continue
-            yield charades_triplet(vid, pose, videos[vid], names, book)
+            with naming(origin):
+                t = charades_triplet(vid, pose, videos[vid], names, book, origin)
+            yield t
 
     info = {"format": "charades", "classes": names, "untrimmed": True}
-    return write_benchmark(out_root, gen(), book, info, samples_per_shard)
+    return write_benchmark(out_root, gen(), book, info, samples_per_shard, overwrite, paths)

@@ -6,6 +6,9 @@ class id (``meta["label_id"]``), the benchmark (``meta["benchmark"]``) and the n
 official split the sample belongs to (``meta["splits"]``). The corpus card's ``import`` section
 gets the same membership as ``split: {name: [sample names]}`` (what ``--split-train NAME`` reads),
 the class list, and counts of what was dropped and why.
+
+Every reader of a native file names that file in its errors (:func:`tmor.shards.checks.naming`),
+and an import that finds no file of its format, or yields no sample, is an error.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from tmor import fsio
+from tmor.shards.checks import DataError, names_file, read_input
 from tmor.shards.codec import Triplet
 
 
@@ -34,6 +37,15 @@ def expand_paths(paths: Sequence[str], patterns: Sequence[str]) -> list[str]:
     return out
 
 
+def input_files(paths: Sequence[str], patterns: Sequence[str]) -> list[str]:
+    """:func:`expand_paths`, refusing inputs that hold no file of the format."""
+    found = expand_paths(paths, patterns)
+    if not found:
+        raise DataError(f"{', '.join(map(str, paths))}: no {' / '.join(patterns)} file found "
+                        "(is this the right --format?)")
+    return found
+
+
 def stem(path: str, suffixes: Sequence[str] = ()) -> str:
     """File name without folder, extension and any of ``suffixes`` (e.g. ``_pose3d``)."""
     name = os.path.splitext(os.path.basename(path))[0]
@@ -43,15 +55,19 @@ def stem(path: str, suffixes: Sequence[str] = ()) -> str:
     return name
 
 
+@names_file
 def read_lines(url: str) -> list[str]:
     """Non-empty stripped lines of a text file."""
-    return [ln.strip() for ln in fsio.read_bytes(url).decode("utf-8").splitlines() if ln.strip()]
+    return [ln.strip() for ln in read_input(url).decode("utf-8").splitlines() if ln.strip()]
 
 
+@names_file
 def read_class_list(url: str) -> list[str]:
     """Class names, one a line, in id order; a leading id column (``0\\tEnter``,
     ``c000 Holding ...``) is dropped when every line has one."""
     rows = read_lines(url)
+    if not rows:
+        raise DataError("no class names (empty file)")
     split = [r.split(None, 1) for r in rows]
     if split and all(len(s) == 2 and (s[0].isdigit() or s[0][1:].isdigit()) for s in split):
         return [s[1].strip() for s in split]
@@ -88,18 +104,15 @@ def tracked(triplets: Iterable[Triplet], book: SplitBook) -> Iterator[Triplet]:
 
 def write_benchmark(
     out_root: str, triplets: Iterable[Triplet], book: SplitBook, info: dict[str, Any],
-    samples_per_shard: int = 1000,
+    samples_per_shard: int = 1000, overwrite: bool = False, inputs: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Write the triplets through :func:`tmor.shards.importers.write_imported`; the card gets the
-    split membership, ``info`` and the drop counts."""
+    """Write the triplets through :func:`tmor.shards.importers.write_imported` (a transaction);
+    the card gets the split membership, ``info`` and the drop counts."""
     from tmor.shards.importers import write_imported
 
-    summary = write_imported(out_root, tracked(triplets, book), samples_per_shard,
-                             {**info, "split": book.split})
-    if book.dropped:
-        from tmor.shards.card import update_corpus_card
+    def dropped() -> dict[str, Any]:
+        return {"dropped": dict(book.dropped)} if book.dropped else {}
 
-        card_import = {**summary, "dropped": dict(book.dropped)}
-        update_corpus_card(out_root, "import", card_import)
-        summary = card_import
+    summary = write_imported(out_root, tracked(triplets, book), samples_per_shard,
+                             {**info, "split": book.split}, overwrite, inputs, dropped)
     return {**summary, "split_counts": book.counts()}

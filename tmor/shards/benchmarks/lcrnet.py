@@ -33,6 +33,8 @@ def parse_lcrnet(obj: dict[str, Any], max_persons: int = 2
     """A decoded LCR-Net JSON -> keypoint (M, T, 13, 2), score (M, T, 13), keypoint_3d
     (M, T, 13, 3) or None when no detection has pose3d. M = the most detections in a frame, at
     most ``max_persons`` (at least 1)."""
+    if not isinstance(obj, dict):
+        raise ValueError(f"a JSON {type(obj).__name__} where an object belongs")
     njts = int(obj.get("njts", NJTS))
     if njts != NJTS:
         raise ValueError(f"njts={njts}: the lcrnet13 layout has {NJTS} joints")
@@ -40,6 +42,8 @@ def parse_lcrnet(obj: dict[str, Any], max_persons: int = 2
     if not isinstance(frames, list):
         raise ValueError("no 'frames' list")
     t = len(frames)
+    if not t or not all(isinstance(f, list) for f in frames):
+        raise ValueError("'frames' must be a non-empty list of per-frame detection lists")
     m = max([min(len(f), max_persons) for f in frames] + [1])
     kp = np.zeros((m, t, njts, 2), np.float32)
     kp3 = np.zeros((m, t, njts, 3), np.float32)
@@ -57,15 +61,17 @@ def parse_lcrnet(obj: dict[str, Any], max_persons: int = 2
 
 def read_lcrnet(url: str, max_persons: int = 2
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """One LCR-Net JSON file -> see :func:`parse_lcrnet`."""
+    """One LCR-Net JSON file -> see :func:`parse_lcrnet`; errors are one line naming the file."""
+    from tmor.shards.checks import DataError, describe, read_input
+
     try:
-        obj = json.loads(fsio.read_bytes(url))
+        obj = json.loads(read_input(url))
     except ValueError as e:
-        raise ValueError(f"{url}: not JSON ({e})") from None
+        raise DataError(f"{url}: not JSON ({e})") from None
     try:
         return parse_lcrnet(obj, max_persons)
-    except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{url}: not an LCR-Net pose file ({e})") from None
+    except Exception as e:  # noqa: BLE001 - any malformed content
+        raise DataError(f"{url}: not an LCR-Net pose file ({describe(e)})") from None
 
 
 def lcrnet_frames(keypoint: np.ndarray, score: np.ndarray,

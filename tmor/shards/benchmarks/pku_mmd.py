@@ -19,12 +19,13 @@ from typing import Any
 
 from tmor.shards.benchmarks.common import (
     SplitBook,
-    expand_paths,
+    input_files,
     read_class_list,
     read_lines,
     stem,
     write_benchmark,
 )
+from tmor.shards.checks import DataError, naming
 from tmor.shards.codec import Triplet
 from tmor.shards.import_untrimmed import read_label_file, read_pku_skeleton
 from tmor.shards.importers import make_triplet
@@ -42,14 +43,14 @@ def parse_id(name: str) -> dict[str, Any]:
     m = _PHASE2.match(name)
     if m:
         return {"phase": 2, "a": int(m.group(1)), "n": int(m.group(2)), "view": m.group(3)}
-    raise ValueError(f"{name}: not a PKU-MMD video id (0002-L or A10N08-L)")
+    raise DataError(f"{name}: not a PKU-MMD video id (0002-L or A10N08-L)")
 
 
 def read_split_file(url: str) -> tuple[list[str], list[str]]:
     """A 4-line split file -> (training ids, test ids)."""
     lines = read_lines(url)
     if len(lines) < 4 or not lines[0].lower().startswith("training"):
-        raise ValueError(f"{url}: expected 4 lines (Training videos:, ids, Validataion videos:,"
+        raise DataError(f"{url}: expected 4 lines (Training videos:, ids, Validataion videos:,"
                          " ids)")
 
     def ids(line: str) -> list[str]:
@@ -64,7 +65,7 @@ def protocol_of(url: str) -> str:
         return "xsub"
     if "view" in name:
         return "xview"
-    raise ValueError(f"{url}: not cross-subject*.txt / cross-view*.txt")
+    raise DataError(f"{url}: not cross-subject*.txt / cross-view*.txt")
 
 
 def read_splits(paths: Sequence[str]) -> dict[str, list[str]]:
@@ -80,34 +81,39 @@ def read_splits(paths: Sequence[str]) -> dict[str, list[str]]:
 def pku_triplet(url: str, label: str | None, classes: Sequence[str], splits: list[str],
                 fps: float = 30.0) -> Triplet:
     vid = stem(url)
-    kp3, score = read_pku_skeleton(url, drop_empty=False)  # M = 2, as released
+    with naming(url):
+        kp3, score = read_pku_skeleton(url, drop_empty=False)  # M = 2, as released
     segs = [] if label is None else read_label_file(label, label_offset=-1)
     bad = [c for c, _, _ in segs if not 0 <= c < len(classes)]
     if bad:
-        raise ValueError(f"{label}: labels {sorted({c + 1 for c in bad})} outside "
-                         f"1..{len(classes)}")
+        raise DataError(f"{label}: labels {sorted({c + 1 for c in bad})} outside "
+                        f"1..{len(classes)}")
     segs = [(c, max(s, 0), min(e, kp3.shape[1])) for c, s, e in segs]
     extra = {"frame_dir": vid, "format": "pku_mmd", "benchmark": "pku_mmd",
              "ids": parse_id(vid), "splits": splits, "classes": list(classes),
              "segments": [list(s) for s in segs if s[2] > s[1]]}
-    return make_triplet(f"pku_mmd://{vid}", kp3[..., :2], score, "ntu25", fps, None, kp3, extra)
+    with naming(url):
+        return make_triplet(f"pku_mmd://{vid}", kp3[..., :2], score, "ntu25", fps, None, kp3,
+                            extra, origin=url)
 
 
 def import_pku_mmd(paths: Sequence[str], out_root: str, annotations: Sequence[str] = (),
                    splits: Sequence[str] = (), classes: str | None = None, fps: float = 30.0,
-                   samples_per_shard: int = 1000, **_: Any) -> dict[str, Any]:
-    """Import PKU-MMD skeleton txts with their label files (``annotations``, paired by name) and
-    the split files (``splits``)."""
-    labels = {stem(p): p for p in expand_paths(annotations, ("*.txt",))}
+                   samples_per_shard: int = 1000, overwrite: bool = False,
+                   **_: Any) -> dict[str, Any]:
+    """Import PKU-MMD skeleton txts with their label files (``annotations``, paired by name;
+    without them the sequences have no segments) and the split files (``splits``)."""
+    labels = {stem(p): p for p in input_files(annotations, ("*.txt",))} if annotations else {}
     member: dict[str, list[str]] = {}
-    for split, ids in read_splits(expand_paths(splits, ("cross*.txt",))).items():
+    split_files = input_files(splits, ("cross*.txt",)) if splits else []
+    for split, ids in read_splits(split_files).items():
         for i in ids:
             member.setdefault(i, []).append(split)
     names = read_class_list(classes) if classes else [f"A{i:02d}" for i in range(1, 52)]
     book = SplitBook(sorted({s for v in member.values() for s in v}))
 
     def gen() -> Iterator[Triplet]:
-        for url in expand_paths(paths, ("*.txt",)):
+        for url in input_files(paths, ("*.txt",)):
             vid = stem(url)
             if labels and vid not in labels:
                 book.drop("skeleton without a label file")
@@ -115,4 +121,4 @@ def import_pku_mmd(paths: Sequence[str], out_root: str, annotations: Sequence[st
             yield pku_triplet(url, labels.get(vid), names, member.get(vid, []), fps)
 
     info = {"format": "pku_mmd", "layout": "ntu25", "classes": names, "untrimmed": True}
-    return write_benchmark(out_root, gen(), book, info, samples_per_shard)
+    return write_benchmark(out_root, gen(), book, info, samples_per_shard, overwrite, paths)

@@ -20,12 +20,13 @@ from typing import Any
 
 from tmor.shards.benchmarks.common import (
     SplitBook,
-    expand_paths,
+    input_files,
     read_lines,
     stem,
     write_benchmark,
 )
 from tmor.shards.benchmarks.lcrnet import read_lcrnet
+from tmor.shards.checks import DataError, naming
 from tmor.shards.codec import Triplet
 from tmor.shards.importers import make_triplet
 
@@ -58,7 +59,7 @@ def parse_name(name: str) -> dict[str, Any]:
     """``Cook.Cleandishes_p02_r00_v02_c03[...]`` -> {activity, subject, take, view, camera}."""
     m = _NAME.match(os.path.basename(name))
     if not m:
-        raise ValueError(f"{name}: not a Toyota Smarthome clip name (<Activity>_pXX_rXX_vXX_cXX)")
+        raise DataError(f"{name}: not a Toyota Smarthome clip name (<Activity>_pXX_rXX_vXX_cXX)")
     d = m.groupdict()
     return {"activity": d["activity"], **{k: int(d[k]) for k in ("subject", "take", "view",
                                                                    "camera")}}
@@ -83,12 +84,17 @@ def read_split_lists(paths: Sequence[str]) -> dict[str, list[str]]:
     """The official lists (a folder or the ``{train,validation,test}_{CS,CV1,CV2}.txt`` files)
     -> {``cs_train``: [clip names], ...} in file order, every listed name (Pour.Fromcup too)."""
     out: dict[str, list[str]] = {}
-    for url in expand_paths(paths, ("*_CS.txt", "*_CV1.txt", "*_CV2.txt")):
+    for url in input_files(paths, ("*_CS.txt", "*_CV1.txt", "*_CV2.txt")):
         part, _, proto = stem(url).partition("_")
         if part not in _PART or proto.upper() not in ("CS", "CV1", "CV2"):
-            raise ValueError(f"{url}: not an official split list name ({{train,validation,test}}"
-                             "_{CS,CV1,CV2}.txt)")
-        out[f"{proto.lower()}_{_PART[part]}"] = [clip_name(n) for n in read_lines(url)]
+            raise DataError(f"{url}: not an official split list name ({{train,validation,test}}"
+                            "_{CS,CV1,CV2}.txt)")
+        names = []
+        for i, line in enumerate(read_lines(url)):
+            with naming(url, f"entry {i + 1}"):
+                names.append(clip_name(line))
+                parse_name(names[-1])
+        out[f"{proto.lower()}_{_PART[part]}"] = names
     return out
 
 
@@ -106,11 +112,11 @@ def smarthome_triplet(url: str, membership: dict[str, list[str]] | None, fps: fl
              "ids": {k: ids[k] for k in ("subject", "take", "view", "camera")},
              "release": "v1.2" if url.endswith("_pose3d.json") else "v1.1", "splits": splits}
     return make_triplet(f"smarthome://{name}", kp, score, "lcrnet13", fps, ids["activity"], kp3,
-                        extra)
+                        extra, origin=url)
 
 
 def import_smarthome(paths: Sequence[str], out_root: str, splits: Sequence[str] = (),
-                     fps: float = 30.0, samples_per_shard: int = 1000,
+                     fps: float = 30.0, samples_per_shard: int = 1000, overwrite: bool = False,
                      **_: Any) -> dict[str, Any]:
     """Import Smarthome LCR-Net JSONs (files or a folder); ``splits``: the official list files
     or their folder (without them membership follows the ids)."""
@@ -119,15 +125,17 @@ def import_smarthome(paths: Sequence[str], out_root: str, splits: Sequence[str] 
     book = SplitBook(SPLITS)
 
     def gen() -> Iterator[Triplet]:
-        for url in expand_paths(paths, ("*.json",)):
-            activity = parse_name(clip_name(url))["activity"]
-            if activity not in CLASSES:
+        for url in input_files(paths, ("*.json",)):
+            with naming(url):
+                activity = parse_name(clip_name(url))["activity"]
+                t = smarthome_triplet(url, membership, fps) if activity in CLASSES else None
+            if t is None:
                 book.drop(f"class {activity} outside the 31")
                 continue
-            yield smarthome_triplet(url, membership, fps)
+            yield t
 
     info = {"format": "smarthome", "layout": "lcrnet13", "classes": list(CLASSES),
             "split_classes": {s: list(CV_CLASSES if s.startswith("cv") else CLASSES)
                               for s in SPLITS},
             "split_source": "official lists" if lists else "ids"}
-    return write_benchmark(out_root, gen(), book, info, samples_per_shard)
+    return write_benchmark(out_root, gen(), book, info, samples_per_shard, overwrite, paths)

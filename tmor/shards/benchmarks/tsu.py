@@ -7,6 +7,8 @@ labels stay aligned). Annotations: the frame-level JSONs ``smarthome_CS_51.json`
 the ``subset`` field is protocol-specific, so each file gives its own ``cs_*`` / ``cv_*`` splits.
 A frame t is positive for an action when start < t < end (the official loader's strict rule),
 stored as the segment (class, start + 1, end) with end exclusive, clipped to the skeleton.
+Class ids outside the class list, unknown subsets and malformed entries are refused, naming the
+annotation file and the video.
 Metric: per-frame mAP over classes with non-zero AP (``tmor.train.metrics.tsu_frame_map``).
 """
 
@@ -18,14 +20,14 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from tmor import fsio
 from tmor.shards.benchmarks.common import (
     SplitBook,
-    expand_paths,
+    input_files,
     read_class_list,
     write_benchmark,
 )
 from tmor.shards.benchmarks.lcrnet import read_lcrnet
+from tmor.shards.checks import DataError, check_class_id, naming, read_input
 from tmor.shards.codec import Triplet
 from tmor.shards.importers import make_triplet
 
@@ -51,7 +53,7 @@ def video_id(path: str) -> str:
     """``PxxTyyCzz`` of a TSU file name."""
     m = _VID.search(os.path.basename(path))
     if not m:
-        raise ValueError(f"{path}: no TSU video id (PxxTyyCzz) in the name")
+        raise DataError(f"{path}: no TSU video id (PxxTyyCzz) in the name")
     return m.group(0)
 
 
@@ -61,17 +63,28 @@ def protocol_of(path: str) -> str:
     for p in ("CV", "CS"):
         if re.search(rf"(^|[^A-Z]){p}([^A-Z0-9]|$)", name):
             return p.lower()
-    raise ValueError(f"{path}: cannot tell CS from CV by the name (expected ..._CS_... / _CV_)")
+    raise DataError(f"{path}: cannot tell CS from CV by the name (expected ..._CS_... / _CV_)")
 
 
-def read_annotations(paths: Sequence[str]) -> tuple[dict[str, dict], dict[str, list[str]]]:
-    """Annotation JSONs -> ({vid: {duration, actions}}, {vid: [split names]})."""
+def read_annotations(paths: Sequence[str], num_classes: int = len(CLASSES)
+                     ) -> tuple[dict[str, dict], dict[str, list[str]]]:
+    """Annotation JSONs -> ({vid: {duration, actions}}, {vid: [split names]}); every class id
+    must lie in [0, num_classes)."""
     videos: dict[str, dict] = {}
     member: dict[str, list[str]] = {}
     for url in paths:
         proto = protocol_of(url)
-        for vid, a in json.loads(fsio.read_bytes(url)).items():
-            videos.setdefault(vid, {"duration": int(a["duration"]), "actions": a["actions"]})
+        with naming(url):
+            obj = json.loads(read_input(url))
+            if not isinstance(obj, dict):
+                raise DataError(f"a JSON {type(obj).__name__} where an object of videos belongs")
+        for vid, a in obj.items():
+            with naming(url, vid):
+                if a["subset"] not in _SUBSET:
+                    raise DataError(f"subset {a['subset']!r}, expected training or testing")
+                actions = [(check_class_id(c, num_classes, f"action {i}"), float(s), float(e))
+                           for i, (c, s, e) in enumerate(a["actions"])]
+                videos.setdefault(vid, {"duration": int(a["duration"]), "actions": actions})
             member.setdefault(vid, []).append(f"{proto}_{_SUBSET[a['subset']]}")
     return videos, member
 
@@ -101,31 +114,32 @@ def tsu_triplet(url: str, ann: dict | None, splits: list[str], classes: Sequence
              "classes": list(classes),
              "segments": [list(s) for s in frame_segments((ann or {}).get("actions", []), t)],
              "duration": None if ann is None else int(ann["duration"])}
-    return make_triplet(f"tsu://{vid}", kp, score, "lcrnet13", fps, None, kp3, extra)
+    return make_triplet(f"tsu://{vid}", kp, score, "lcrnet13", fps, None, kp3, extra, origin=url)
 
 
 def import_tsu(paths: Sequence[str], out_root: str, annotations: Sequence[str] = (),
                classes: str | None = None, fps: float = 25.0, samples_per_shard: int = 1000,
-               **_: Any) -> dict[str, Any]:
+               overwrite: bool = False, **_: Any) -> dict[str, Any]:
     """Import TSU LCR-Net JSONs with the CS / CV annotation JSONs (``annotations``)."""
     if not annotations:
-        raise ValueError("tsu needs --annotations smarthome_CS_51.json [smarthome_CV_51.json]")
-    videos, member = read_annotations(annotations)
+        raise DataError("tsu needs --annotations smarthome_CS_51.json [smarthome_CV_51.json]")
     names = read_class_list(classes) if classes else list(CLASSES)
+    videos, member = read_annotations(annotations, len(names))
     book = SplitBook(sorted({s for v in member.values() for s in v}))
     mismatched: list[str] = []
 
     def gen() -> Iterator[Triplet]:
-        for url in expand_paths(paths, ("*.json",)):
+        for url in input_files(paths, ("*.json",)):
             vid = video_id(url)
             if vid not in videos:
                 book.drop("video without annotation")
                 continue
-            t = tsu_triplet(url, videos[vid], member[vid], names, fps)
+            with naming(url):
+                t = tsu_triplet(url, videos[vid], member[vid], names, fps)
             if t.meta["duration"] != t.keypoint.shape[1]:
                 mismatched.append(vid)
             yield t
 
     info = {"format": "tsu", "layout": "lcrnet13", "classes": names, "untrimmed": True}
-    summary = write_benchmark(out_root, gen(), book, info, samples_per_shard)
+    summary = write_benchmark(out_root, gen(), book, info, samples_per_shard, overwrite, paths)
     return {**summary, "duration_mismatch": mismatched}

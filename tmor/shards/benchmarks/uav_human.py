@@ -21,8 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from tmor import fsio
-from tmor.shards.benchmarks.common import SplitBook, expand_paths, stem, write_benchmark
+from tmor.shards.benchmarks.common import SplitBook, input_files, stem, write_benchmark
+from tmor.shards.checks import (
+    DataError,
+    check_allocation,
+    check_declared_count,
+    naming,
+    read_input,
+)
 from tmor.shards.codec import Triplet
 from tmor.shards.importers import make_triplet
 
@@ -49,10 +55,12 @@ def parse_name(name: str) -> dict[str, int | str]:
     """Ids of a sample name (UAVH ``generate_data.py``'s pattern); codes stay strings."""
     m = _NAME.search(os.path.basename(name))
     if not m:
-        raise ValueError(f"{name}: not a UAV-Human sample name (P..S..G..B..H..UC..LC..A..R.._..)")
+        raise DataError(f"{name}: not a UAV-Human sample name (P..S..G..B..H..UC..LC..A..R.._..)")
     d: dict[str, int | str] = dict(zip(_FIELDS, m.groups(), strict=True))
     for k in ("person", "setup", "action", "replicate"):
         d[k] = int(d[k])
+    if not 0 <= int(d["action"]) < NUM_CLASSES:
+        raise DataError(f"{name}: action A{d['action']:03d} outside A000..A{NUM_CLASSES - 1:03d}")
     return d
 
 
@@ -72,19 +80,21 @@ def split_names(names: Sequence[str]) -> dict[str, list[str]]:
 
 
 def read_uav_skeleton(url: str, max_bodies: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """A skeleton txt -> keypoint (M, T, 17, 2), score (M, T, 17)."""
-    lines = [ln.split() for ln in fsio.read_bytes(url).decode("utf-8").splitlines()]
+    """A skeleton txt -> keypoint (M, T, 17, 2), score (M, T, 17); the frame count is checked
+    against the lines there are before anything is allocated."""
+    lines = [ln.split() for ln in read_input(url).decode("utf-8").splitlines()]
     lines = [ln for ln in lines if ln]
     pos = 0
 
     def take() -> list[str]:
         nonlocal pos
         if pos >= len(lines):
-            raise ValueError(f"{url}: truncated skeleton file")
+            raise DataError(f"{url}: truncated skeleton file")
         pos += 1
         return lines[pos - 1]
 
-    frames = int(take()[0])
+    frames = check_declared_count(url, "frame count", int(take()[0]), len(lines) - 1)
+    check_allocation(url, f"{frames} frames", max_bodies * frames * 17 * 2 * 4)
     kp = np.zeros((max_bodies, frames, 17, 2), np.float32)
     for t in range(frames):
         for b in range(int(take()[0])):
@@ -93,7 +103,7 @@ def read_uav_skeleton(url: str, max_bodies: int = 2) -> tuple[np.ndarray, np.nda
             rows = [take() for _ in range(joints)]
             if b < max_bodies:
                 if joints != 17:
-                    raise ValueError(f"{url}: frame {t}: {joints} joints, expected 17")
+                    raise DataError(f"{url}: frame {t}: {joints} joints, expected 17")
                 kp[b, t] = np.asarray([r[:2] for r in rows], np.float32)
     score = (np.abs(kp).sum(-1) > 0).astype(np.float32)
     used = score.reshape(max_bodies, -1).any(1)
@@ -109,18 +119,22 @@ def uav_triplet(url: str, fps: float = 30.0) -> Triplet:
     extra = {"frame_dir": name, "format": "uav_human", "benchmark": "uav_human",
              "label_id": a, "ids": {k: v for k, v in ids.items() if k != "action"},
              "splits": splits_of(int(ids["person"]))}
-    return make_triplet(f"uav_human://{name}", kp, score, "coco17", fps, f"A{a:03d}", None, extra)
+    return make_triplet(f"uav_human://{name}", kp, score, "coco17", fps, f"A{a:03d}", None, extra,
+                        origin=url)
 
 
 def import_uav_human(paths: Sequence[str], out_root: str, fps: float = 30.0,
-                     samples_per_shard: int = 1000, **_: Any) -> dict[str, Any]:
+                     samples_per_shard: int = 1000, overwrite: bool = False,
+                     **_: Any) -> dict[str, Any]:
     """Import UAV-Human skeleton txt files (or their folder)."""
     book = SplitBook(SPLITS)
 
     def gen() -> Iterator[Triplet]:
-        for url in expand_paths(paths, ("*.txt",)):
-            yield uav_triplet(url, fps)
+        for url in input_files(paths, ("*.txt",)):
+            with naming(url):
+                t = uav_triplet(url, fps)
+            yield t
 
     info = {"format": "uav_human", "layout": "coco17",
             "classes": [f"A{a:03d}" for a in range(NUM_CLASSES)]}
-    return write_benchmark(out_root, gen(), book, info, samples_per_shard)
+    return write_benchmark(out_root, gen(), book, info, samples_per_shard, overwrite, paths)
