@@ -78,12 +78,11 @@ def _compile(rule: Rule) -> Callable[[Any], str | None]:
 
 def known_layout(value: str) -> str | None:
     """Rule: a joint layout tmor knows (``tmor.skeleton.layouts``)."""
-    from tmor.skeleton.layouts import ALIASES, JOINTS, LAYOUTS
+    from tmor.skeleton.layouts import JOINTS, LAYOUTS
 
     if value in JOINTS:
         return None
-    return (f"must be a known joint layout: {', '.join(LAYOUTS)} (or an alias: "
-            f"{', '.join(ALIASES)})")
+    return f"must be a known joint layout: {', '.join(LAYOUTS)} (or an alias of one)"
 
 
 def torch_device(value: str) -> str | None:
@@ -96,18 +95,17 @@ def torch_device(value: str) -> str | None:
 # ---- types ---------------------------------------------------------------------------------------
 
 
-def _describe(hint: Any) -> str:
+def _describe(hint: Any, plural: bool = False) -> str:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a) for a in args if a is not type(None))
+        return " or ".join(_describe(a, plural) for a in args if a is not type(None))
     if origin in (list, tuple) or hint in (list, tuple):
-        return f"a list of {_describe(args[0])}s" if args else "a list"
-    if origin is dict or hint is dict:
-        return "a mapping"
-    if dataclasses.is_dataclass(hint):
-        return "a mapping"
-    return {int: "an integer", float: "a number", str: "a string",
-            bool: "true or false"}.get(hint, str(hint))
+        return f"a list of {_describe(args[0], True)}" if args else "a list"
+    if origin is dict or hint is dict or dataclasses.is_dataclass(hint):
+        return "mappings" if plural else "a mapping"
+    names = {int: ("an integer", "integers"), float: ("a number", "numbers"),
+             str: ("a string", "strings"), bool: ("true or false", "true or false")}
+    return names[hint][plural] if hint in names else str(hint)
 
 
 def _typed(value: Any, hint: Any, name: str, flags: Mapping[str, str], where: str | None,
@@ -118,7 +116,10 @@ def _typed(value: Any, hint: Any, name: str, flags: Mapping[str, str], where: st
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        for option in (a for a in args if a is not type(None)):
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:
+            return _typed(value, options[0], name, flags, where, path)
+        for option in options:
             try:
                 return _typed(value, option, name, flags, where, path)
             except ConfigError:
@@ -256,8 +257,8 @@ def load_yaml(path: str | Path | None) -> dict[str, Any]:
     if data is None:
         raise ConfigError(f"{path}: the config file is empty")
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a config file holds a mapping of keys, not a "
-                          f"{type(data).__name__}")
+        raise ConfigError(f"{path}: a config file holds a mapping of keys, got "
+                          f"{_describe(type(data))}: {str(data)[:60]}")
     return data
 
 

@@ -294,9 +294,11 @@ def name_clips_cmd(
     """Zero-shot action names of video files against the vocabulary (one JSON line each)."""
     import json
 
+    from tmor.config import build
     from tmor.pipeline.caption import CaptionConfig, name_videos
 
-    cfg = CaptionConfig(model=model, vocabulary=vocabulary, top_k=top_k, device=device)
+    cfg = build(CaptionConfig, {"model": model, "vocabulary": vocabulary, "top_k": top_k,
+                                "device": device})
     for row in name_videos(videos, cfg):
         typer.echo(json.dumps(row))
 

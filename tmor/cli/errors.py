@@ -88,13 +88,11 @@ def run_app(app: typer.Typer, prog: str, argv: list[str] | None = None) -> None:
         sys.exit(1)
     except Exception as e:
         if _is_click(e) and hasattr(e, "format_message"):  # click's usage errors
-            if type(e).__name__ == "NoArgsIsHelpError":  # no command given: the help
-                e.show()
-            else:
-                ctx = getattr(e, "ctx", None)
-                see = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
-                typer.echo(f"{prog}: error: {' '.join(e.format_message().split())}{see}",
-                           err=True)
+            if type(e).__name__ == "NoArgsIsHelpError":  # no command: typer printed the help
+                sys.exit(e.exit_code)
+            ctx = getattr(e, "ctx", None)
+            see = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            typer.echo(f"{prog}: error: {' '.join(e.format_message().split())}{see}", err=True)
             sys.exit(e.exit_code)
         if not isinstance(e, KNOWN_ERRORS) or debug_enabled():
             raise

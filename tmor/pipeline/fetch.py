@@ -63,7 +63,6 @@ from tmor.pipeline.fetch_resolve import (
 )
 from tmor.pipeline.stage import Result, Sample, Stage
 
-
 #: x264 presets (ffmpeg -preset)
 X264_PRESETS = ("ultrafast | superfast | veryfast | faster | fast | medium | slow | slower | "
                 "veryslow | placebo")
