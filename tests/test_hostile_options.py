@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
 import math
 import subprocess
 import sys
@@ -492,7 +493,7 @@ def test_shipped_config_files_pass_the_checks(path):
     assert sections
     for name, values in sections.items():
         module, _, cls = TRANSFER_SECTIONS[name].partition(":")
-        build(getattr(__import__(module, fromlist=[cls]), cls), values, {"data": "x"})
+        build(getattr(importlib.import_module(module), cls), values, {"data": "x"})
 
 
 def test_yaml_reads_1e_minus_3_as_a_number_and_ints_as_floats(tmp_path):
