@@ -17,14 +17,24 @@ app = new_app("Build a skeleton / video / text corpus: fetch, extract-pose, capt
 ROOT = typer.Option(..., "--root", "-r", help="corpus root: a local folder or an fsspec URL")
 
 
-def run_stage_command(command: str, root: str, cli_values: dict, runner: object,
-                      yaml_cfg: dict) -> dict:
-    """Run the registered stage of ``command``: defaults < YAML section < command line."""
-    from tmor.pipeline.stages import get_stage, run_registered
+def stage_options(command: str, cli_values: dict, yaml_cfg: dict) -> dict:
+    """The options of the stage of ``command``: defaults < YAML section < command line, checked
+    before anything is planned, claimed or written."""
+    from tmor.pipeline.stages import get_stage
 
     spec = get_stage(command)
     options = {**spec.options(yaml_cfg), **{k: v for k, v in cli_values.items() if v is not None}}
-    return run_registered(spec, root, options, runner)
+    spec.config_from(options)
+    return options
+
+
+def run_stage_command(command: str, root: str, cli_values: dict, runner: object,
+                      yaml_cfg: dict) -> dict:
+    """Run the registered stage of ``command`` with its checked options."""
+    from tmor.pipeline.stages import get_stage, run_registered
+
+    options = stage_options(command, cli_values, yaml_cfg)
+    return run_registered(get_stage(command), root, options, runner)
 
 
 def plan_inputs(input: str, root: str, shard_size: int, columns: list[str] | None) -> None:
@@ -57,7 +67,7 @@ def plan_inputs(input: str, root: str, shard_size: int, columns: list[str] | Non
 
 
 INPUT_HELP = "input list (csv/tsv/jsonl/parquet/txt, .gz ok) or a folder of videos"
-SHARD_SIZE = typer.Option(1000, help="samples per shard for newly planned keys")
+SHARD_SIZE = typer.Option(1000, min=1, help="samples per shard for newly planned keys")
 COLUMNS = typer.Option(None, "--column", help="map a column: url=video_link, start=t0, ...")
 
 
@@ -94,11 +104,12 @@ def fetch_cmd(
     yaml_cfg=None,
 ) -> None:
     """Download each clip's time range, cut it exactly, and normalize it (fetch/NNNNNN.tar)."""
-    if input is not None:  # every worker may: idempotent, under the plan lock
-        plan_inputs(input, root, shard_size, column)
     cli = {"allow_local": allow_local or None, "max_height": max_height, "fps": fps,
            "short_side": short_side, "keep_audio": keep_audio, "timeout_s": timeout_s,
            "clips_in_flight": clips_in_flight, "max_source_mb": max_source_mb}
+    stage_options("fetch", cli, yaml_cfg)  # a wrong option stops here, before the plan
+    if input is not None:  # every worker may: idempotent, under the plan lock
+        plan_inputs(input, root, shard_size, column)
     run_stage_command("fetch", root, cli, runner, yaml_cfg)
 
 
@@ -194,8 +205,6 @@ def run_cmd(
     from tmor.pipeline.run_all import run_all
     from tmor.pipeline.stages import STAGES
 
-    if input is not None:  # every worker may: idempotent, under the plan lock
-        plan_inputs(input, root, shard_size, column)
     sections = {spec.name: spec.options(yaml_cfg) for spec in STAGES}
     if allow_local:
         sections["fetch"]["allow_local"] = allow_local
@@ -205,6 +214,10 @@ def run_cmd(
         sections["embed"]["model"] = embed_model
     if sections["embed"].get("model"):
         sections["caption"].setdefault("model", sections["embed"]["model"])
+    for spec in STAGES:  # every stage's options checked before anything is planned or run
+        spec.config_from(sections[spec.name])
+    if input is not None:  # every worker may: idempotent, under the plan lock
+        plan_inputs(input, root, shard_size, column)
     run_all(root, sections, runner)
 
 
@@ -279,9 +292,11 @@ def name_clips_cmd(
     """Zero-shot action names of video files against the vocabulary (one JSON line each)."""
     import json
 
+    from tmor.config import build
     from tmor.pipeline.caption import CaptionConfig, name_videos
 
-    cfg = CaptionConfig(model=model, vocabulary=vocabulary, top_k=top_k, device=device)
+    cfg = build(CaptionConfig, {"model": model, "vocabulary": vocabulary, "top_k": top_k,
+                                "device": device})
     for row in name_videos(videos, cfg):
         typer.echo(json.dumps(row))
 

@@ -29,7 +29,7 @@ def one_line(error: BaseException) -> str:
     if isinstance(error, KeyError):
         text = text.strip("'\"")
     plain = ("StageFailed", "NoPlan", "InputError", "DataError", "PluginUnavailable",
-             "BadParameter")
+             "BadParameter", "ConfigError")
     if type(error).__name__ in plain or any(c.__name__ in plain for c in type(error).__mro__):
         return text
     return f"{type(error).__name__}: {text}"
@@ -73,20 +73,32 @@ def _guarded(fn: Callable[..., Any], prog: str) -> Callable[..., Any]:
     return wrapper
 
 
-def run_app(app: typer.Typer, prog: str, argv: list[str] | None = None) -> Any:
-    """Run a typer app as ``prog``; ``--debug`` anywhere on the line turns on tracebacks, and a
-    known error escaping outside a command still prints one line and exits 2."""
+def run_app(app: typer.Typer, prog: str, argv: list[str] | None = None) -> None:
+    """Run a typer app as ``prog`` and exit; ``--debug`` anywhere on the line turns on
+    tracebacks. A known error escaping outside a command, and a usage error (an unknown option,
+    a value that is not a number), print one line too."""
     args = list(sys.argv[1:] if argv is None else argv)
     if "--debug" in args:
         args = [a for a in args if a != "--debug"]
         os.environ[DEBUG_ENV] = "1"  # worker processes inherit it
     try:
-        return app(args=args, prog_name=prog)
-    except KNOWN_ERRORS as e:
-        if _is_click(e) or debug_enabled():
+        code = app(args=args, prog_name=prog, standalone_mode=False)
+    except typer.Abort:
+        typer.echo("Aborted.", err=True)
+        sys.exit(1)
+    except Exception as e:
+        if _is_click(e) and hasattr(e, "format_message"):  # click's usage errors
+            if type(e).__name__ == "NoArgsIsHelpError":  # no command: typer printed the help
+                sys.exit(e.exit_code)
+            ctx = getattr(e, "ctx", None)
+            see = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            typer.echo(f"{prog}: error: {' '.join(e.format_message().split())}{see}", err=True)
+            sys.exit(e.exit_code)
+        if not isinstance(e, KNOWN_ERRORS) or debug_enabled():
             raise
         report(e, prog)
         sys.exit(EXIT_ERROR)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def debug_option(value: bool) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from tmor.cli.defaults import config_defaults, with_default
-from tmor.config import build, load_yaml
+from tmor.config import build, read_config
 
 RUNNER_PANEL = "Runner (how the stage runs)"
 SLURM_PANEL = "Slurm (--executor slurm)"
@@ -79,6 +79,19 @@ def _ids(text: str | None) -> list[int] | None:
                                  param_hint="--shard-ids") from None
 
 
+#: runner fields whose option has another name
+RUNNER_FLAGS = {"num_workers": "--worker-count", "shards": "--shard-ids",
+                "slurm.gpus_per_task": "--gpus", "slurm.cpus_per_task": "--cpus",
+                "slurm.folder": "--slurm-folder"}
+
+
+def read_data_config(path: str | None) -> dict[str, dict[str, Any]]:
+    """The ``--config`` file of a ``tmor-data`` command, checked whole (every section)."""
+    from tmor.pipeline.stages import yaml_sections
+
+    return read_config(path, yaml_sections())
+
+
 def runner_options(values: dict[str, Any], yaml_cfg: dict[str, Any]):
     """RunnerOptions from the YAML ``runner:`` section and the command line (old option names
     still accepted)."""
@@ -100,12 +113,12 @@ def runner_options(values: dict[str, Any], yaml_cfg: dict[str, Any]):
         "max_same_failures": values["max_same_failures"],
         "progress": values["progress"], "slurm": slurm,
     }
-    return build(RunnerOptions, yaml_cfg.get("runner"), cli)
+    return build(RunnerOptions, yaml_cfg.get("runner"), cli, flags=RUNNER_FLAGS)
 
 
 def with_runner_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Add the runner options to a typer command; it receives ``runner`` (RunnerOptions) and
-    ``yaml_cfg`` (the parsed --config file)."""
+    ``yaml_cfg`` (the --config file's sections, checked whole before the command runs)."""
     sig = inspect.signature(fn)
     own = [p for p in sig.parameters.values() if p.name not in ("runner", "yaml_cfg")]
     extra = [
@@ -116,7 +129,7 @@ def with_runner_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(**kwargs: Any) -> Any:
         values = {name: kwargs.pop(name) for name, _, _ in _RUNNER_OPTIONS}
-        yaml_cfg = load_yaml(values["config"])
+        yaml_cfg = read_data_config(values["config"])
         return fn(**kwargs, runner=runner_options(values, yaml_cfg), yaml_cfg=yaml_cfg)
 
     hints = {p.name: p.annotation for p in own}

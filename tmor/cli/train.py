@@ -59,11 +59,8 @@ def pretrain_cmd(
     `torchrun --nproc-per-node 8 -m tmor.cli.train pretrain --config cfg.yaml`."""
     import logging
 
-    import yaml
-
-    from tmor.config import build
-    from tmor.train.config import PretrainConfig, parse_losses
-    from tmor.train.pretrain import run_pretrain
+    from tmor.config import build, read_flat_config
+    from tmor.train.config import PRETRAIN_FLAGS, PretrainConfig, parse_losses
 
     given = {k: v for k, v in dict(
         shards=shards, out_dir=out or out_dir, stage=stage, init=init, epochs=epochs,
@@ -77,14 +74,31 @@ def pretrain_cmd(
     ).items() if v is not None}
     if losses is not None:
         given["losses"] = parse_losses(losses)
-    for item in set_ or []:
-        key, _, value = item.partition("=")
-        given[key.replace("-", "_")] = yaml.safe_load(value)
-    cfg = PretrainConfig.from_yaml(config, **given) if config else build(PretrainConfig, given)
+    from_file = read_flat_config(config, PretrainConfig) if config else {}
+    cfg = build(PretrainConfig, from_file, given, _set_values(set_, PretrainConfig),
+                flags=PRETRAIN_FLAGS)
     if not cfg.shards:
         raise typer.BadParameter("--shards (or shards: in --config) is required")
+    from tmor.train.pretrain import run_pretrain  # torch: after the options are checked
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     typer.echo(run_pretrain(cfg))
+
+
+def _set_values(items: list[str] | None, cls: type) -> dict:
+    """``--set key=value`` (a YAML value) as checked fields of ``cls``."""
+    import yaml
+
+    from tmor.cli.options import parse_pairs
+    from tmor.config import ConfigError, check_values
+
+    values = {}
+    for key, text in parse_pairs(items, "--set").items():
+        try:
+            values[key] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {key}: not a YAML value: {text!r}") from None
+    return check_values(cls, values, "--set ")
 
 
 @app.command("embed")
@@ -92,9 +106,9 @@ def train_embed_cmd(
     ckpt: str = typer.Option(..., help="checkpoint with the encoder"),
     shards: str = typer.Option(..., help="triplet shards: brace pattern, list or folder"),
     out: str = typer.Option(..., "--out", "-o", help="output parquet: key, index, embedding"),
-    batch_size: int = typer.Option(256, help="samples per forward"),
-    loader_workers: int = typer.Option(2, help="DataLoader workers"),
-    num_workers: int = typer.Option(None, "--num-workers", hidden=True,
+    batch_size: int = typer.Option(256, min=1, help="samples per forward"),
+    loader_workers: int = typer.Option(2, min=0, help="DataLoader workers"),
+    num_workers: int = typer.Option(None, "--num-workers", min=0, hidden=True,
                                     help="old name of --loader-workers"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
 ) -> None:
@@ -118,11 +132,14 @@ T_VAL_FRACTION = typer.Option(
     None, help="fraction of train carved for validation when the data has none [0.1]")
 
 
-def _transfer_config(cls: type, section: str, config: str | None, values: dict) -> object:
-    """defaults < YAML section < options given on the command line."""
-    from tmor.config import build, load_yaml
+def _transfer_config(cls: type, section: str, config: str | None, values: dict,
+                     flags: dict | None = None) -> object:
+    """defaults < YAML section < options given on the command line; the file is checked whole
+    (every section) and the options too, before any data or model loads."""
+    from tmor.config import build, read_config
+    from tmor.train.config import TRANSFER_SECTIONS
 
-    return build(cls, load_yaml(config).get(section), values)
+    return build(cls, read_config(config, TRANSFER_SECTIONS).get(section), values, flags=flags)
 
 
 def _print_summary(results: dict, keys: tuple[str, ...]) -> None:
@@ -251,7 +268,8 @@ def zero_shot_cmd(
     from tmor.train.zeroshot import ZeroShotConfig, run_zero_shot
 
     values["templates"] = list(template) if template else None
-    cfg = _transfer_config(ZeroShotConfig, "zero_shot", config, values)
+    cfg = _transfer_config(ZeroShotConfig, "zero_shot", config, values,
+                           {"templates": "--template"})
     r = run_zero_shot(cfg, log=typer.echo)
     typer.echo(json.dumps({k: r[k] for k in (
         "top1", "top5", "mean_class_accuracy", "chance", "num_samples", "with_video")}))

@@ -16,13 +16,17 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from tmor.config import rules, torch_device
 from tmor.errors import ErrorClass, SampleError
 from tmor.pipeline.stage import Result, Sample, Stage
+from tmor.pipeline.vl import encoder_spec
 from tmor.pipeline.vl.clips import clip_source, decode_clip, prefetch
 
 META_SOURCES = ("title", "description")
 
 
+@rules(model=encoder_spec, device=torch_device, top_k=">= 1", batch_size=">= 1",
+       decode_threads=">= 1")
 @dataclass
 class CaptionConfig:
     """Options of ``tmor-data caption`` (each is also a YAML field)."""

@@ -17,14 +17,18 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from tmor.config import rules, torch_device
 from tmor.errors import ErrorClass, SampleError
 from tmor.pipeline.stage import Result, Sample, Stage
+from tmor.pipeline.vl import encoder_spec
 from tmor.pipeline.vl.clips import clip_source, decode_clip, prefetch
 from tmor.skeleton.npz import npy_bytes
 
 DEFAULT_MODEL = "open_clip:ViT-B-32:openai"
 
 
+@rules(model=encoder_spec, device=torch_device, batch_size=">= 1", decode_threads=">= 1",
+       prefetch=">= 1")
 @dataclass
 class EmbedConfig:
     """Options of ``tmor-data embed`` (each is also a YAML field)."""

@@ -37,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from tmor.config import rules
 from tmor.errors import ErrorClass, SampleError
 from tmor.pipeline.fetch_errors import classify_exception, classify_text
 from tmor.pipeline.fetch_ffmpeg import (
@@ -62,7 +63,18 @@ from tmor.pipeline.fetch_resolve import (
 )
 from tmor.pipeline.stage import Result, Sample, Stage
 
+#: x264 presets (ffmpeg -preset)
+X264_PRESETS = ("ultrafast | superfast | veryfast | faster | fast | medium | slow | slower | "
+                "veryslow | placebo")
 
+
+@rules(max_height="> 0", fps="> 0", fps_cap=">= 0", short_side="> 0", timeout_s="> 0",
+       io_timeout_s="> 0", retries=">= 0", backoff_s=">= 0", rate_limit_backoff_s=">= 0",
+       rate_limit_backoff_max_s=">= 0", crf="[0, 51]", preset=X264_PRESETS, threads=">= 0",
+       method="ffmpeg | yt-dlp", clips_in_flight=">= 1", per_host_connections=">= 1",
+       max_source_mb="> 0", small_source_mb=">= 0", whole_mb_per_clip=">= 0",
+       range_chunk_kb=">= 1", readahead_chunks=">= 0", source_cache_mb=">= 0",
+       recv_buffer_kb=">= 0")
 @dataclass
 class FetchConfig:
     """Options of ``tmor-data fetch`` (each is also a YAML field)."""

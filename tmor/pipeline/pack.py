@@ -17,12 +17,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from tmor.config import rules
 from tmor.errors import ErrorClass, SampleError
 from tmor.pipeline.stage import Result, Sample, Stage
 
 FILTERS = ("min_frames_with_person", "min_mean_score", "min_video_text_sim", "min_seconds")
 
 
+@rules(min_frames_with_person=">= 0", min_mean_score="[0, 1]", min_video_text_sim="[-1, 1]",
+       min_seconds=">= 0")
 @dataclass
 class PackConfig:
     """Options of ``tmor-data pack``; a filter set to None is off."""

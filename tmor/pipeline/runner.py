@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tmor import fsio
+from tmor.config import ConfigError, rules
 from tmor.errors import ErrorClass, SampleError
 from tmor.manifests import ledger as L
 from tmor.manifests.plan import plan_shards, read_plan_shard
@@ -27,6 +28,8 @@ from tmor.pipeline.workdir import WorkDir
 from tmor.shards.tario import iter_tar_samples, read_tar_samples, write_tar_samples
 
 
+@rules(time_min=">= 1", gpus_per_task=">= 0", cpus_per_task=">= 1", mem_gb=">= 1",
+       array_parallelism=">= 1")
 @dataclass
 class SlurmOptions:
     """Slurm job-array settings (through submitit)."""
@@ -42,6 +45,8 @@ class SlurmOptions:
     wait: bool = True
 
 
+@rules(workers=">= 1", executor="local | slurm", worker_index=">= 0", num_workers=">= 1",
+       shards=">= 0", lease_s="> 0", max_same_failures=">= 1")
 @dataclass
 class RunnerOptions:
     """How a stage is run; every field is a CLI option and a YAML key under ``runner:``."""
@@ -58,6 +63,12 @@ class RunnerOptions:
     # the first this-many results of a shard failing the same unexpected way stop the worker
     max_same_failures: int = 8
     slurm: SlurmOptions = field(default_factory=SlurmOptions)
+
+    def check(self) -> None:
+        """Rules between fields (each field's own are in the table above)."""
+        if self.worker_index is not None and self.worker_index >= (self.num_workers or 1):
+            raise ConfigError(f"--worker-index must be below --worker-count "
+                              f"({self.num_workers or 1}), got {self.worker_index}")
 
 
 @dataclass

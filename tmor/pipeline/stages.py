@@ -40,6 +40,11 @@ class StageSpec:
         mod = importlib.import_module(self.module)
         return getattr(mod, self.stage_class), getattr(mod, self.config_class)
 
+    def config_from(self, options: dict[str, Any]) -> Any:
+        """The stage's config from ``options`` over its defaults, checked (a ConfigError names
+        a wrong option)."""
+        return build(self.load()[1], options)
+
     def options(self, yaml_cfg: dict[str, Any]) -> dict[str, Any]:
         """This stage's options from a parsed YAML file (command-named section first)."""
         merged: dict[str, Any] = {}
@@ -59,6 +64,15 @@ STAGES: tuple[StageSpec, ...] = (
 STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
 
 
+def yaml_sections() -> dict[str, type | str]:
+    """Every section a ``tmor-data`` config file may hold -> its config class (as
+    ``"module:Class"``, imported only when the section is there)."""
+    out: dict[str, type | str] = {"runner": RunnerOptions}
+    for spec in STAGES:
+        out.update({section: f"{spec.module}:{spec.config_class}" for section in spec.sections})
+    return out
+
+
 def get_stage(name_or_command: str) -> StageSpec:
     """The spec of a stage, by stage name or command."""
     for spec in STAGES:
@@ -75,8 +89,7 @@ def run_registered(spec: StageSpec, root: str, options: dict[str, Any],
     ledgers are the ones it already finished. Returns the stage summary."""
     from tmor.pipeline.executors import run_stage
 
-    stage_cls, config_cls = spec.load()
-    stage = stage_cls(build(config_cls, options))
+    stage = spec.load()[0](spec.config_from(options))
     summary = run_stage(stage, root, runner, console)
     if spec.finish and (summary["coordinator"] or summary["complete"]):
         finish_once(spec, root, stage)

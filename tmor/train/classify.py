@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from tmor.config import known_layout, rules, torch_device
 from tmor.devices import resolve_device
 from tmor.train.data import (
     ClassificationDataset,
@@ -28,6 +29,11 @@ from tmor.train.data import (
 )
 
 
+@rules(mode="finetune | linear", val_fraction="(0, 1)", epochs=">= 1", min_steps=">= 1",
+       warmup="[0, 1)", metric="top1 | top5 | mean_class_accuracy", batch_size=">= 1",
+       lr="> 0", optimizer="sgd | adamw", weight_decay=">= 0", holdout="(0, 1)", seed=">= 0",
+       num_workers=">= 0", frames=">= 1", channels="2 | 3", max_persons=">= 1", layout=known_layout,
+       data_layout=known_layout, device=torch_device)
 @dataclass
 class ClassifyConfig:
     """Options of ``tmor-train linear-probe`` / ``finetune`` (a YAML file can set each)."""

@@ -5,9 +5,48 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from tmor.config import ConfigError, known_layout, rules, torch_device
+
 STAGE_LOSSES = {1: ["mm", "mv"], 2: ["mt"]}
+#: the sections of a transfer config file (``--config`` of linear-probe, finetune, detect and
+#: zero-shot) and their config classes
+TRANSFER_SECTIONS = {
+    "finetune": "tmor.train.classify:ClassifyConfig",
+    "linear_probe": "tmor.train.classify:ClassifyConfig",
+    "detect": "tmor.train.detect:DetectConfig",
+    "zero_shot": "tmor.train.zeroshot:ZeroShotConfig",
+}
+#: fields whose command-line option has another name
+PRETRAIN_FLAGS = {"out_dir": "--out", "num_workers": "--loader-workers"}
 
 
+def report_targets(spec: str) -> str | None:
+    """Config rule of ``report_to``: a comma list of known reporters."""
+    from tmor.train.runlog import parse_report_to
+
+    try:
+        parse_report_to(spec)
+    except ValueError:
+        from tmor.train.runlog import REPORTERS
+
+        return f"must be a comma list of {', '.join(REPORTERS)}"
+    return None
+
+
+@rules(frames=">= 1", layout=known_layout, channels="2 | 3", max_persons=">= 1",
+       batch_size=">= 1", num_workers=">= 0", shuffle_buffer=">= 0", epoch_samples=">= 1",
+       stage="1 | 2", losses="mm | mv | mt | none", base_channels=">= 1", num_heads=">= 1",
+       proj_dim=">= 1", hidden_dim=">= 1", epochs=">= 1", max_steps=">= 1",
+       optimizer="sgd | adamw", lr="> 0", momentum="[0, 1)", weight_decay=">= 0",
+       warmup_steps=">= 0", min_lr_ratio="[0, 1]", grad_clip=">= 0", amp="bf16 | fp16 | none",
+       temperature="> 0", queue_size=">= 1", min_crop="(0, 1]", max_rotation="[0, 180]",
+       max_shear=">= 0", eps="(0, 2]", min_samples=">= 1",
+       cluster_backend="auto | pruned | brute | torch | faiss", embed_batch_size=">= 1",
+       warmup_frac="[0, 1)", guidance_warmup_steps=">= 0", guidance_warmup_epochs=">= 0",
+       guidance_warmup_frac="[0, 1]", max_cluster_fraction="(0, 1]",
+       collapse_eps_quantile="[0, 1]", kdist_sample=">= 1", dist_timeout_min="> 0",
+       ckpt_every=">= 0", log_every=">= 1", seed=">= 0", device=torch_device,
+       report_to=report_targets, wandb_mode="offline | online | disabled")
 @dataclass
 class PretrainConfig:
     # data
@@ -90,18 +129,20 @@ class PretrainConfig:
             raise ValueError(f"unknown losses {bad}: choose from mm, mv, mt")
         return chosen
 
+    def check(self) -> None:
+        """Rules between fields (each field's own are in the table above)."""
+        if "none" in self.losses and len(self.losses) > 1:
+            raise ConfigError(f"--losses none goes alone, got {'+'.join(self.losses)}")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_yaml(cls, url: str, **overrides: Any) -> PretrainConfig:
-        """Fields from a flat YAML file; ``overrides`` (not None) win."""
-        import yaml
+        """Fields from a flat YAML file (checked whole); ``overrides`` (not None) win."""
+        from tmor.config import build, read_flat_config
 
-        from tmor import fsio
-        from tmor.config import build
-
-        return build(cls, yaml.safe_load(fsio.read_bytes(url)) or {}, overrides)
+        return build(cls, read_flat_config(url, cls), overrides, flags=PRETRAIN_FLAGS)
 
     def to_yaml(self, url: str) -> None:
         import yaml

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from tmor.config import known_layout, rules, torch_device
 from tmor.devices import resolve_device
 from tmor.train.data import (
     DetectionWindows,
@@ -37,6 +38,11 @@ from tmor.train.data import (
 )
 
 
+@rules(mode="finetune | linear", val_fraction="(0, 1)", epochs=">= 1", batch_size=">= 1",
+       lr="> 0", optimizer="sgd | adamw", weight_decay=">= 0", window=">= 1", stride=">= 1",
+       threshold="[0, 1]", min_length=">= 1", thetas="(0, 1]", seed=">= 0",
+       channels="2 | 3", max_persons=">= 1", layout=known_layout,
+       data_layout=known_layout, device=torch_device)
 @dataclass
 class DetectConfig:
     """Options of ``tmor-train detect``."""

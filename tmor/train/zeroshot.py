@@ -16,12 +16,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from tmor.config import known_layout, rules, torch_device
 from tmor.devices import resolve_device
 from tmor.train.data import ClassificationDataset, LoadedData, load_split
 
 TEMPLATES = ("a person {}.", "a video of a person {}.", "a person is {}.", "{}")
 
 
+@rules(batch_size=">= 1", frames=">= 1", channels="2 | 3", max_persons=">= 1",
+       layout=known_layout, data_layout=known_layout, device=torch_device)
 @dataclass
 class ZeroShotConfig:
     """Options of ``tmor-train zero-shot``."""

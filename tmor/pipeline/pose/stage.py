@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from tmor.config import known_layout, rules, torch_device
 from tmor.errors import ErrorClass, PluginUnavailable, SampleError
-from tmor.pipeline.pose import PoseBackend, get_backend
+from tmor.pipeline.pose import BACKENDS, PoseBackend, get_backend
 from tmor.pipeline.pose.feed import END, EXIT, FAIL, FRAME, FrameFeed, Opened
 from tmor.pipeline.pose.tracking import Detections, Tracker, select_tracks
 from tmor.pipeline.stage import Result, Sample, Stage
@@ -31,6 +32,10 @@ from tmor.skeleton.npz import npz_bytes
 CANONICAL = "coco17"
 
 
+@rules(backend=" | ".join(BACKENDS), device=torch_device, fps="> 0", max_fps="> 0",
+       imgsz=">= 32", batch_size=">= 1", decode_workers=">= 1", codec_threads=">= 0",
+       clips_in_flight=">= 1", queue_size=">= 1", max_persons=">= 1", lift="none | 3d",
+       layout=known_layout, conf="[0, 1]", min_person_score="[0, 1]", max_age=">= 0")
 @dataclass
 class PoseConfig:
     """Options of ``tmor-data extract-pose`` (every field is also a CLI option)."""

@@ -61,13 +61,20 @@ ENCODERS = Registry("video-language encoder", {
 })
 
 
+ENCODER_SPECS = "open_clip:ARCH:PRETRAINED, open_clip:hf-hub:ORG/REPO or viclip:PATH"
+
+
+def encoder_spec(spec: str) -> str | None:
+    """Config rule: a spec whose kind (its first field) is a registered encoder."""
+    return None if spec.partition(":")[0] in ENCODERS else f"must be {ENCODER_SPECS}"
+
+
 def load_encoder(spec: str, device: str = "auto") -> VideoTextEncoder:
     """Build the encoder a spec names, e.g. ``open_clip:ViT-B-32:openai`` or ``viclip:/m/v.pth``;
     raises :class:`~tmor.errors.PluginUnavailable` when it cannot start here."""
     kind, _, rest = spec.partition(":")
     if kind not in ENCODERS:
-        raise ValueError(f"unknown encoder {kind!r} in {spec!r}: use open_clip:ARCH:PRETRAINED, "
-                         "open_clip:hf-hub:ORG/REPO or viclip:PATH")
+        raise ValueError(f"unknown encoder {kind!r} in {spec!r}: use {ENCODER_SPECS}")
     return ENCODERS.get(kind).from_spec(rest, device=resolve_device(device))
 
 
@@ -77,5 +84,6 @@ __all__ = [
     "VideoTextEncoder",
     "frame_indices",
     "ENCODERS",
+    "encoder_spec",
     "load_encoder",
 ]
