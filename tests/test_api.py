@@ -181,6 +181,19 @@ def test_read_triplets_count_and_arrays_equal_the_shards(window_corpus):
         tmor.read_triplets(window_corpus + "/000009.tar")
 
 
+def test_read_triplets_refuses_a_truncated_shard_or_skips_its_rest(window_corpus, tmp_path):
+    from tmor.shards.tario import TruncatedTarError
+
+    data = (Path(window_corpus) / "000000.tar").read_bytes()
+    cut = tmp_path / "000000.tar"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(TruncatedTarError, match="truncated"):
+        list(tmor.read_triplets(str(cut)))
+    kept = [r["key"] for r in tmor.read_triplets(str(cut), skip_bad=True)]
+    whole = [r["key"] for r in tmor.read_triplets(str(Path(window_corpus) / "000000.tar"))]
+    assert 0 < len(kept) < len(whole) and kept == whole[: len(kept)]
+
+
 def test_read_triplets_of_skeleton_only_shards_leaves_out_what_is_absent(penn):
     r = next(tmor.read_triplets(penn))
     assert r["layout"] == "penn13" and r["keypoint"].shape[2:] == (13, 2)
