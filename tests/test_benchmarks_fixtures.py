@@ -94,16 +94,17 @@ def test_kinect_v1_import_validate_export_round_trip_exactly(tmp_path):
                                       "--out", pkl])
     assert r.exit_code == 0, r.output
     data = pickle.loads(Path(pkl).read_bytes())
-    anns = {a["frame_dir"]: a for a in data["annotations"]}
-    keys = {t.meta["frame_dir"]: t.key for t in iter_triplets(root)}
+    anns = {a["frame_dir"]: a for a in data["annotations"]}  # the names UTKinect gives them
+    assert set(anns) == {t.meta["frame_dir"] for t in iter_triplets(root)}
     ids, xyz = seqs["s01_e01"]
-    walk = anns[keys["s01_e01_walk"]]
+    walk = anns["s01_e01_walk"]
     rows = (ids >= 100) & (ids <= 129)
     assert rows.sum() == 30  # ids 100..129 with 110 replaced by a second 109
     assert walk["layout"] == "kinect_v1" and walk["keypoint"].shape == (1, 30, 20, 3)
     np.testing.assert_array_equal(walk["keypoint"][0], xyz[rows])  # metres, exactly
     assert sorted(data["split"]) == ["xsub_test", "xsub_train"]
     assert len(data["split"]["xsub_train"]) == 2 and len(data["split"]["xsub_test"]) == 2
+    assert set(data["split"]["xsub_train"]) | set(data["split"]["xsub_test"]) == set(anns)
     back = str(tmp_path / "back")  # and the pickle imports again to the same arrays
     r = CliRunner().invoke(data_app, ["import", pkl, "--layout", "kinect_v1", "--root", back])
     assert r.exit_code == 0, r.output

@@ -7,6 +7,9 @@
   :mod:`tmor.shards.import_untrimmed`).
 - ST-GCN: data (N, C, T, V, M) float32 npy, zero-padded to the longest clip and the most persons,
   plus a label pickle (sample names, label ids) and the label names.
+
+A sample's name (pyskl ``frame_dir``, ST-GCN sample name) is the one it was imported with, its key
+only where it had none; two samples with one name are refused, not renamed.
 """
 
 from __future__ import annotations
@@ -41,11 +44,25 @@ def label_vocabulary(triplets: list[Triplet]) -> list[str]:
     return sorted({t.label for t in triplets if t.label is not None})
 
 
-def to_pyskl_annotation(t: Triplet, label_id: int | None = None) -> dict[str, Any]:
+def sample_names(triplets: list[Triplet], where: str) -> list[str]:
+    """Each sample's name: the name it was imported with (``meta["frame_dir"]``), else its key.
+    Two samples with one name are an error (ValueError naming both), never a rename."""
+    names = [str(t.meta.get("frame_dir") or t.key) for t in triplets]
+    first: dict[str, str] = {}
+    for t, name in zip(triplets, names, strict=True):
+        if name in first:
+            raise ValueError(f"{where}: samples {first[name]} and {t.key} are both named "
+                             f"{name!r}; names must be unique to export")
+        first[name] = t.key
+    return names
+
+
+def to_pyskl_annotation(t: Triplet, label_id: int | None = None,
+                        name: str | None = None) -> dict[str, Any]:
     kp = t.keypoint_3d if t.keypoint_3d is not None else t.keypoint
     shape = tuple(t.meta.get("img_shape") or (0, 0))
     ann: dict[str, Any] = {
-        "frame_dir": t.key,
+        "frame_dir": name or t.key,
         "total_frames": int(kp.shape[1]),
         "img_shape": shape,
         "original_shape": tuple(t.meta.get("original_shape") or shape),
@@ -64,22 +81,24 @@ def to_pyskl_annotation(t: Triplet, label_id: int | None = None) -> dict[str, An
 
 def export_pyskl(root: str, out_pkl: str, split: dict[str, list[str]] | None = None) -> dict:
     """Write the shards of ``root`` as a pyskl pickle; labels become ids into the sorted label
-    names (stored as ``'label_names'``). Split defaults to the card's import split or
+    names (stored as ``'label_names'``). ``frame_dir`` is the name each sample was imported
+    with (:func:`sample_names`). Split defaults to the card's import split (in those names) or
     {'all': every frame_dir}."""
     from tmor.shards.card import read_corpus_card
 
     triplets = list(iter_triplets(root))
+    frame_dirs = sample_names(triplets, root)
     names = label_vocabulary(triplets)
     ids = {n: i for i, n in enumerate(names)}
     # unlabeled: -1 for untrimmed samples (their segments hold the classes), else None
     anns = [to_pyskl_annotation(t, ids.get(t.label, -1 if t.meta.get("segments") is not None
-                                           else None)) for t in triplets]
+                                           else None), d)
+            for t, d in zip(triplets, frame_dirs, strict=True)]
     if split is None:
         split = read_corpus_card(root).get("import", {}).get("split") or {}
-        keys = {a["frame_dir"] for a in anns}
-        by_dir = {t.meta.get("frame_dir"): t.key for t in triplets}
-        split = {k: [by_dir.get(d, d) for d in v if by_dir.get(d, d) in keys]
-                 for k, v in split.items()}
+        name_of = {t.key: d for t, d in zip(triplets, frame_dirs, strict=True)}
+        name_of.update({d: d for d in frame_dirs})  # a listed name stays; a listed key is named
+        split = {k: [name_of[d] for d in map(str, v) if d in name_of] for k, v in split.items()}
         split = split or {"all": [a["frame_dir"] for a in anns]}
     data: dict[str, Any] = {"split": split, "annotations": anns, "label_names": names}
     seg_classes = next((t.meta["classes"] for t in triplets if t.meta.get("classes")), None)
@@ -105,6 +124,7 @@ def export_stgcn(
     triplets = list(iter_triplets(root))
     if not triplets:
         raise ValueError(f"{root}: no triplet samples to export")
+    sample_dirs = sample_names(triplets, root)  # a name collision stops before any file
     layouts = {t.layout for t in triplets}
     if layout is None and len(layouts) > 1:
         raise ValueError(f"{root}: samples have layouts {sorted(layouts)}: choose one (layout=)")
@@ -138,7 +158,6 @@ def export_stgcn(
             block = np.zeros(shape[1:], np.float32)
             block[:, : arr.shape[1], :, : arr.shape[0]] = arr.transpose(3, 1, 2, 0)
             f.write(block.tobytes())
-    sample_names = [t.key for t in triplets]
     labels = [ids.get(t.label, -1) for t in triplets]
-    fsio.write_bytes(out_label_pkl, pickle.dumps((sample_names, labels, names), protocol=4))
+    fsio.write_bytes(out_label_pkl, pickle.dumps((sample_dirs, labels, names), protocol=4))
     return {"samples": len(triplets), "shape": list(shape), "labels": len(names)}

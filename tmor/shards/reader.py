@@ -11,6 +11,7 @@ A webdataset pipeline per DataLoader worker (:class:`webdataset.DataPipeline`):
     streaming parser with tario's safety checks) -> shuffle buffer -> decode (error handler)
     -> with_epoch(quota)
 
+Shard URLs, streams and the shuffle buffer come from :mod:`tmor.shards.stream` (no torch there).
 Shards are split by node (torch.distributed rank) and by DataLoader worker; when there are fewer
 shards than (ranks x workers), samples are split instead, so no two workers read the same
 sample. With ``epoch_samples`` set every rank yields exactly ``epoch_samples // world_size``
@@ -31,21 +32,19 @@ import functools
 import logging
 import multiprocessing as mp
 import os
-import shlex
-import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import torch
 import torch.utils.data as tud
 
-from tmor import fsio
 from tmor.shards.codec import Triplet, decode_triplet
+from tmor.shards.stream import expand_urls, iter_shard, shuffle_buffer
 from tmor.shards.tario import MAX_MEMBER_BYTES, UnsafeTarError
-from tmor.shards.tarstream import TruncatedTarError, iter_samples
-from tmor.skeleton.transforms import to_ctvm
+from tmor.shards.tarstream import TruncatedTarError
+from tmor.skeleton.transforms import pyskl_arrays, to_ctvm
 
 log = logging.getLogger(__name__)
 
@@ -74,62 +73,6 @@ class ReaderConfig:
     resample: bool = False  # draw shards with replacement (needs epoch_samples), as open_clip
     persistent_workers: bool = True  # fork DataLoader workers once, not every epoch
     prefetch_factor: int = 4  # batches each worker keeps ready
-
-
-def expand_urls(urls: str | Sequence[str]) -> list[str]:
-    """Brace patterns, lists, and folders of ``NNNNNN.tar`` -> a flat list of shard URLs."""
-    from braceexpand import braceexpand
-
-    from tmor.shards.index import shard_urls
-
-    items = [urls] if isinstance(urls, str) else list(urls)
-    out: list[str] = []
-    for item in items:
-        for u in braceexpand(str(item)):
-            if not u.startswith("pipe:") and not u.endswith(".tar"):
-                fs, path = fsio.filesystem(u)
-                if fs.isdir(path):
-                    out.extend(shard_urls(u))
-                    continue
-            out.append(u)
-    if not out:
-        raise ValueError(f"no shards in {urls!r}")
-    missing = [u for u in out if not u.startswith("pipe:") and _missing_local(u)]
-    if missing:
-        raise FileNotFoundError(f"{len(missing)} of {len(out)} shard(s) missing, e.g. "
-                                f"{missing[0]!r}")
-    return out
-
-
-def _missing_local(url: str) -> bool:
-    """True for a local path that does not exist (remote URLs are not probed: one call each)."""
-    fs, path = fsio.filesystem(url)
-    return fsio.is_local(fs) and not fs.exists(path)
-
-
-def open_shard(url: str) -> tuple[IO[bytes], subprocess.Popen | None]:
-    """A binary stream of one shard: ``pipe:CMD`` runs CMD (split into argv, no shell)."""
-    if url.startswith("pipe:"):
-        proc = subprocess.Popen(shlex.split(url[len("pipe:"):]), stdout=subprocess.PIPE,
-                                bufsize=1 << 20)
-        assert proc.stdout is not None
-        return proc.stdout, proc
-    if "://" not in url:  # a local path: a plain buffered file
-        return open(url, "rb", buffering=1 << 20), None
-    return fsio.open_url(url, "rb"), None
-
-
-def iter_shard(url: str, max_bytes: int = MAX_MEMBER_BYTES) -> Iterator[tuple[str, dict]]:
-    """(key, members) of one shard through the safety checks (:mod:`tmor.shards.tarstream`)."""
-    stream, proc = open_shard(url)
-    try:
-        yield from iter_samples(stream, url, max_bytes)
-    finally:
-        stream.close()
-        if proc is not None:
-            rc = proc.wait()
-            if rc not in (0, -13):  # -13: SIGPIPE when we stopped reading early
-                raise OSError(f"{url}: command exited with status {rc}")
 
 
 def index_location(url: str) -> str | None:
@@ -237,22 +180,6 @@ def resampled_shards(urls: list[str], rng: np.random.Generator) -> Iterator[dict
     """Shards drawn with replacement, forever (``with_epoch`` bounds the epoch)."""
     while True:
         yield {"url": urls[int(rng.integers(len(urls)))], "stride": 1, "offset": 0}
-
-
-def shuffle_buffer(src: Iterator[Any], size: int, rng: np.random.Generator) -> Iterator[Any]:
-    """A shuffle buffer of ``size`` (webdataset's ``shuffle`` with the buffer filled first),
-    drawing from the same numpy generator as the shard order, so a run's sample order is the
-    one the reader gave before it moved onto webdataset's pipeline."""
-    buf: list = []
-    for x in src:
-        if len(buf) < size:
-            buf.append(x)
-            continue
-        j = int(rng.integers(len(buf)))
-        buf[j], x = x, buf[j]
-        yield x
-    rng.shuffle(buf)
-    yield from buf
 
 
 def tar_samples(src: Iterator[dict[str, Any]], max_bytes: int,
@@ -477,14 +404,10 @@ class SkeletonDataset(tud.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         a = self.annotations[i]
-        kp = np.asarray(a["keypoint"], np.float32)
-        score = a.get("keypoint_score")
-        kp3 = kp if kp.shape[-1] == 3 else None
-        if score is None:
-            score = (np.abs(kp).sum(-1) > 0).astype(np.float32)
+        kp, score, kp3 = pyskl_arrays(a["keypoint"], a.get("keypoint_score"))
         rng = np.random.default_rng([self.cfg.seed, self.epoch, i]) if self.cfg.augment else None
         pose = to_ctvm(
-            kp[..., :2], np.asarray(score, np.float32), a.get("layout", self.src_layout),
+            kp, score, a.get("layout", self.src_layout),
             frames=self.cfg.frames, max_persons=self.cfg.max_persons,
             channels=self.cfg.channels, keypoint_3d=kp3, dst_layout=self.cfg.layout, rng=rng,
         )

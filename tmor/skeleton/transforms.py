@@ -49,6 +49,18 @@ def anchors(layout: str) -> tuple[int, int, int, int] | None:
     return None
 
 
+def pyskl_arrays(
+    keypoint: np.ndarray, score: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """A pyskl sample's keypoint (M, T, V, C) and score (M, T, V) -> (x, y keypoints, score,
+    keypoint_3d or None): C=3 is 3D (pyskl's NTU annotations); a missing score is 1 where a
+    joint is non-zero."""
+    kp = np.asarray(keypoint, np.float32)
+    if score is None:
+        score = (np.abs(kp).sum(-1) > 0).astype(np.float32)
+    return kp[..., :2], np.asarray(score, np.float32), kp if kp.shape[-1] == 3 else None
+
+
 def select_persons(keypoint: np.ndarray, score: np.ndarray, m: int) -> tuple[np.ndarray, ...]:
     """Keep the ``m`` persons with the largest total score (stable order), zero-pad to ``m``."""
     total = score.reshape(score.shape[0], -1).sum(axis=1) if score.shape[0] else np.zeros(0)

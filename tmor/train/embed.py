@@ -9,7 +9,6 @@ import numpy as np
 import torch
 
 from tmor import fsio
-from tmor.devices import resolve_device
 from tmor.model.unik import UNIK
 from tmor.train.config import PretrainConfig
 from tmor.train.corpus import reader_config
@@ -42,18 +41,17 @@ def embed_to_parquet(ckpt: str, shards: str, out: str, batch_size: int = 256,
     (key, index, label, embedding list<float32>); returns the number of rows."""
     import pandas as pd
 
-    from tmor.model.checkpoint import load_checkpoint, load_encoder
     from tmor.shards.reader import make_loader
+    from tmor.train.encoder import load_encoder
 
-    dev = torch.device(resolve_device(device))
-    ck_cfg = load_checkpoint(ckpt).get("train_config") or {}
-    base = PretrainConfig()
-    cfg = PretrainConfig(**{k: ck_cfg.get(k, getattr(base, k)) for k in
-                            ("frames", "layout", "channels", "max_persons")})
-    cfg.shards, cfg.embed_batch_size, cfg.num_workers = shards, batch_size, num_workers
-    encoder = load_encoder(ckpt).to(dev)
-    idx, keys, labels, emb = embed_pass(encoder, make_loader(shards, reader_config(cfg, False)),
-                                        dev)
+    encoder = load_encoder(ckpt, device)  # the same input settings as Encoder.embed
+    s = encoder.spec
+    cfg = PretrainConfig(shards=shards, frames=s.frames, layout=s.layout, channels=s.channels,
+                         max_persons=s.max_persons, embed_batch_size=batch_size,
+                         num_workers=num_workers)
+    idx, keys, labels, emb = embed_pass(encoder.module,
+                                        make_loader(shards, reader_config(cfg, False)),
+                                        encoder.device)
     frame = pd.DataFrame({"key": keys, "index": idx, "label": labels,
                           "embedding": list(emb.astype(np.float32))})
     buf = io.BytesIO()
