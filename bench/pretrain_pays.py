@@ -10,8 +10,9 @@
    test, the epoch picked on a validation split carved from train);
 4. prints the table and writes JSON: ``random_top1``, ``instance_top1``, ``guided_top1``,
    ``frames``, ``epochs``, ``steps``, ``minutes``, ``checkpoint``, ``guidance`` (the guided
-   run's per-epoch clustering and action), ``settings`` and ``reduced`` (what differs from the
-   paper's setting).
+   run's per-epoch clustering and action, with ``guide_purity``: the share of clustered samples
+   whose cluster's majority action is their own, read only after training), ``settings`` and
+   ``reduced`` (what differs from the paper's setting).
 
     python bench/pretrain_pays.py --penn ../shared/data/benchmarks/penn_action/labels \\
         --out /tmp/pays --json pays.json
@@ -69,6 +70,22 @@ def training_split(labels: Path, into: Path) -> int:
             (into / mat.name).symlink_to(mat.resolve())
             n += 1
     return n
+
+
+def guide_purity(run: Path, corpus: Path) -> dict[int, float | None]:
+    """Per epoch: the share of clustered samples whose guide cluster's majority action is their
+    own (read after training, as a diagnostic: pre-training never sees the labels)."""
+    import tmor
+
+    action = {t["key"]: t["meta"]["label"] for t in tmor.read_triplets(str(corpus))}
+    out: dict[int, float | None] = {}
+    for f in sorted(run.glob("labels_epoch*.parquet")):
+        lab = pd.read_parquet(f)
+        lab = lab[lab["guide"] >= 0].assign(action=lambda d: d["key"].map(action))
+        majority = lab.groupby("guide")["action"].agg(lambda a: a.value_counts().iloc[0]).sum()
+        out[int(f.stem[len("labels_epoch"):])] = (round(float(majority / len(lab)), 3)
+                                                  if len(lab) else None)
+    return out
 
 
 def main() -> None:
@@ -135,6 +152,9 @@ def main() -> None:
     guidance = clusters[["epoch", "clusters", "largest_fraction", "action", "guide_eps",
                          "guide_quantile", "guide_clusters", "guide_largest_fraction",
                          "guide_noise_fraction"]].to_dict("records")
+    purity = guide_purity(out / "guided", out / "corpus_train" / "triplets")
+    for row in guidance:
+        row["guide_purity"] = purity.get(int(row["epoch"]))
     result = {
         "random_top1": top1["random"], "instance_top1": top1["instance"],
         "guided_top1": top1["guided"], "frames": args.frames, "epochs": args.epochs,

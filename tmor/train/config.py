@@ -44,7 +44,7 @@ def report_targets(spec: str) -> str | None:
        cluster_backend="auto | pruned | brute | torch | faiss", embed_batch_size=">= 1",
        warmup_frac="[0, 1)", guidance_warmup_steps=">= 0", guidance_warmup_epochs=">= 0",
        guidance_warmup_frac="[0, 1]", max_cluster_fraction="(0, 1]",
-       collapse_eps_quantile="[0, 1]", kdist_sample=">= 1", dist_timeout_min="> 0",
+       collapse_eps_quantiles="(0, 1]", kdist_sample=">= 1", dist_timeout_min="> 0",
        ckpt_every=">= 0", log_every=">= 1", seed=">= 0", device=torch_device,
        report_to=report_targets, wandb_mode="offline | online | disabled")
 @dataclass
