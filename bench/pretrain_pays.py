@@ -16,6 +16,9 @@
 
     python bench/pretrain_pays.py --penn ../shared/data/benchmarks/penn_action/labels \\
         --out /tmp/pays --json pays.json
+    # the same at the paper's Penn Action input size, on a GPU machine
+    python bench/pretrain_pays.py --config configs/pretrain_pays_gpu.yaml --out runs/pays \\
+        --json pays_gpu.json
 
 Everything runs through the real CLIs (``python -m tmor.cli.data`` / ``tmor.cli.train``).
 """
@@ -88,8 +91,11 @@ def guide_purity(run: Path, corpus: Path) -> dict[int, float | None]:
     return out
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The options (also the keys of a ``--config`` YAML)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--config", type=Path, help="YAML of these options (dashes as underscores); "
+                    "options given on the command line win")
     ap.add_argument("--penn", type=Path, default=DATA / "benchmarks" / "penn_action" / "labels",
                     help="Penn Action labels/ folder (the 2,326 .mat files)")
     ap.add_argument("--out", type=Path, required=True, help="work folder (its own subfolders "
@@ -102,9 +108,25 @@ def main() -> None:
     ap.add_argument("--queue-size", type=int, default=1024)
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:K (both runs share it)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="any other pre-training field, for both runs (e.g. min_crop=0.7)")
+    return ap
+
+
+def main() -> None:
+    ap = parser()
+    first, _ = ap.parse_known_args()
+    if first.config:
+        import yaml
+
+        values = yaml.safe_load(first.config.read_text()) or {}
+        unknown = set(values) - {a.dest for a in ap._actions}
+        if unknown:
+            ap.error(f"{first.config}: unknown keys {sorted(unknown)}")
+        ap.set_defaults(**values)
     args = ap.parse_args()
+    threads = 1 if args.device == "cpu" else 2  # the two runs side by side: one core each
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     for name in OWN:
@@ -125,11 +147,11 @@ def main() -> None:
               "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
               "--queue-size", str(args.queue_size), "--lr", str(args.lr),
               "--seed", str(args.seed), "--loader-workers", "0", "--ckpt-every", "0",
-              "--report-to", "csv", "--device", "cpu"]
+              "--report-to", "csv", "--device", args.device]
     for item in args.set:
         common += ["--set", item]
     runs = {"guided": ["--guidance"], "instance": ["--no-guidance"]}
-    procs = [cli("train", "pretrain", *common, "--out", str(out / name), *extra, threads=1,
+    procs = [cli("train", "pretrain", *common, "--out", str(out / name), *extra, threads=threads,
                  log=out / f"{name}.log") for name, extra in runs.items()]
     wait(*procs)
     t_pretrain = time.perf_counter() - t0 - t_import
@@ -137,7 +159,7 @@ def main() -> None:
     probe = ["--data", str(out / "corpus_all"), "--split-train", "train", "--split-test",
              "test", "--layout", "coco17", "--channels", "2", "--frames", str(args.frames),
              "--max-persons", str(args.max_persons), "--seed", str(args.seed),
-             "--device", "cpu"]
+             "--device", args.device]
     inits = {"random": [], "instance": ["--init", str(out / "instance" / "last.pt")],
              "guided": ["--init", str(out / "guided" / "last.pt")]}
     for name, init in inits.items():  # one at a time: each uses both cores
@@ -166,7 +188,7 @@ def main() -> None:
         "settings": {"max_persons": args.max_persons, "batch_size": args.batch_size,
                      "queue_size": args.queue_size, "lr": args.lr, "seed": args.seed,
                      "layout": "coco17", "channels": 2, "losses": "M", "base_channels": 64,
-                     "pretrain_samples": n_train, "set": args.set},
+                     "pretrain_samples": n_train, "set": args.set, "device": args.device},
         "reduced": (f"pre-trained on Penn Action's {n_train} training sequences (not "
                     f"PoseCap-1M's 1M clips), motion-only (M, not V+M), {args.epochs} epochs "
                     f"of batch {args.batch_size}, queue {args.queue_size}, T {args.frames} "

@@ -489,6 +489,18 @@ def test_shipped_config_files_pass_the_checks(path):
             spec.config_from(spec.options(sections))
         build(RunnerOptions, sections["runner"])
         return
+    if path.stem.startswith("pretrain_stage"):  # flat PretrainConfig files
+        from tmor.train.config import PretrainConfig
+
+        PretrainConfig.from_yaml(str(path), shards="x").pairs()
+        return
+    if path.stem == "pretrain_pays_gpu":  # bench/pretrain_pays.py --config
+        sys.path.insert(0, str(REPO / "bench"))
+        from pretrain_pays import parser
+
+        known = {a.dest for a in parser()._actions}
+        assert set(yaml.safe_load(path.read_text())) <= known
+        return
     sections = read_config(str(path), TRANSFER_SECTIONS)
     assert sections
     for name, values in sections.items():
