@@ -33,7 +33,7 @@ from tmor.shards.benchmarks.common import (
 )
 from tmor.shards.codec import Triplet
 from tmor.shards.importers import make_triplet
-from tmor.skeleton.npz import decode_pose
+from tmor.skeleton.npz import decode_pose, keypoint_3d_in_layout
 
 NUM_CLASSES = 157
 SPLITS = ("train", "test")
@@ -113,7 +113,7 @@ def charades_triplet(vid: str, pose: dict[str, Any], ann: dict, classes: Sequenc
     if "img_shape" in pose:
         extra["img_shape"] = [int(x) for x in np.asarray(pose["img_shape"]).reshape(-1)]
     return make_triplet(f"charades://{vid}", kp, pose["keypoint_score"], pose["layout"], fps,
-                        None, pose.get("keypoint_3d"), extra)
+                        None, keypoint_3d_in_layout(pose), extra)
 
 
 def import_charades(paths: Sequence[str], out_root: str, annotations: Sequence[str] = (),
