@@ -101,6 +101,17 @@ def chunks_of(length: int, maxlen: int) -> list[slice]:
     return [slice(s, min(s + maxlen, length)) for s in range(0, length, maxlen)]
 
 
+def checkpoint_card(path: str, units: str, sha256: str | None = None) -> dict[str, Any]:
+    """What the corpus card says of a lifter: name, checkpoint file and sha256 (hashed here when
+    not given and the file exists), 3D layout, units."""
+    if sha256 is None:
+        from tmor.hashing import file_sha256
+
+        sha256 = file_sha256(path) if os.path.isfile(path) else ""
+    return {"lifter": NAME, "checkpoint": os.path.basename(str(path)), "sha256": sha256,
+            "layout": LAYOUT_3D, "units": units}
+
+
 class MotionBERTLifter:
     """A released MotionBERT checkpoint on a device; :meth:`lift_clips` lifts tracked clips."""
 
@@ -155,9 +166,8 @@ class MotionBERTLifter:
 
     def card(self) -> dict[str, Any]:
         cfg = self.net.config if self.net is not None else None
-        return {"lifter": NAME, "checkpoint": os.path.basename(str(self.path)),
-                "sha256": self.sha256, "variant": cfg.variant if cfg else None,
-                "layout": LAYOUT_3D, "units": self.units, "device": self.device,
+        return {**checkpoint_card(self.path, self.units, self.sha256),
+                "variant": cfg.variant if cfg else None, "device": self.device,
                 "precision": self.precision, "batch_size": self.batch_size}
 
     # -- the network on many chunks ------------------------------------------------------------

@@ -125,6 +125,7 @@ class PoseStage(Stage):
         self.config = config or PoseConfig()
         self.backend: PoseBackend | None = None
         self.lifter: Any = None
+        self._lifter_card: dict[str, Any] | None = None  # kept after teardown, for the card
 
     # -- lifecycle -----------------------------------------------------------------------------
     def setup(self) -> None:
@@ -140,6 +141,7 @@ class PoseStage(Stage):
             self.lifter = MotionBERTLifter(checkpoint, cfg.device, cfg.lift_units,
                                            cfg.lift_batch_size, cfg.lift_precision)
             self.lifter.load()
+            self._lifter_card = self.lifter.card()
         options = dict(cfg.backend_options)
         if cfg.backend == "ultralytics":
             options.setdefault("imgsz", cfg.imgsz)
@@ -163,8 +165,13 @@ class PoseStage(Stage):
         out: dict[str, Any] = {"config": asdict(self.config)}
         if self.backend is not None:
             out["backend"] = self.backend.card()
-        if self.lifter is not None:
-            out["lifter"] = self.lifter.card()
+        lifter, _, checkpoint = self.config.lift.partition(":")
+        if self._lifter_card is None and lifter == "motionbert" and checkpoint:
+            from tmor.pipeline.pose.motionbert import checkpoint_card
+
+            self._lifter_card = checkpoint_card(checkpoint, self.config.lift_units)
+        if self._lifter_card is not None:
+            out["lifter"] = self._lifter_card
         return out
 
     # -- processing ----------------------------------------------------------------------------
