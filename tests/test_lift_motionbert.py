@@ -136,8 +136,8 @@ def test_a_checkpoint_of_neither_size_is_refused(tmp_path):
 def test_batched_padded_chunks_equal_one_call_per_chunk(lifter):
     rng = np.random.default_rng(0)
     chunks = [network_input(*random_track(rng, n)[:2], 640, 360) for n in (27, 10, 20, 1, 5)]
-    batched = lifter.run(chunks)  # by length, 3 a batch: 27, 20, 10 (27: 32 capped) and 5, 1
-    # (padded to 16, masked)
+    batched = lifter.run(chunks)  # by length, 3 a batch: 27, 20, 10 and 5, 1, each batch padded
+    # to its longest chunk and masked
     for x, y in zip(chunks, batched, strict=True):
         assert y.shape == x.shape
         np.testing.assert_allclose(y, direct(lifter.net, x), atol=2e-5)

@@ -22,7 +22,7 @@ closed up for the network, and its frames get zeros. Output: (T, 17, 3) float32,
 
 Batching (:meth:`MotionBERTLifter.run`): the chunks of every track given at once, sorted by
 length, go through the network ``batch_size`` at a time together with their flipped copies,
-padded to a multiple of 16 frames and masked (see :mod:`~tmor.pipeline.pose.dstformer`), so a
+padded to the batch's longest chunk and masked (see :mod:`~tmor.pipeline.pose.dstformer`), so a
 chunk's result does not depend on its batch. On CUDA under fp16 autocast by default
 (``precision``); a batch with a non-finite output is redone in fp32.
 """
@@ -43,7 +43,6 @@ UNITS = ("normalized", "pixels")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 #: H36M-17 joint j of a horizontally flipped skeleton is joint FLIP[j] of the original
 FLIP = np.array([0, 4, 5, 6, 1, 2, 3, 7, 8, 9, 10, 14, 15, 16, 11, 12, 13])
-PAD_MULTIPLE = 16
 
 
 def coco_to_h36m(x: np.ndarray) -> np.ndarray:
@@ -156,7 +155,7 @@ class MotionBERTLifter:
         self.sha256 = file_sha256(path)
         cuda = self.device.startswith("cuda")
         if self.batch_size is None:
-            self.batch_size = 32 if cuda else 4
+            self.batch_size = 32 if cuda else 1  # CPU: bigger batches are slower per frame
         if self.precision == "auto":
             self.precision = "fp16" if cuda else "fp32"
 
@@ -186,7 +185,7 @@ class MotionBERTLifter:
         import torch
 
         lengths = [len(c) for c in chunks]
-        pad = min(self.maxlen, -(-max(lengths) // PAD_MULTIPLE) * PAD_MULTIPLE)
+        pad = max(lengths)
         x = np.zeros((len(chunks), pad, 17, 3), np.float32)
         mask = np.zeros((len(chunks), pad), bool)
         for i, c in enumerate(chunks):

@@ -55,7 +55,7 @@ class PoseConfig:
     # MotionBERT checkpoint lifts every kept track: keypoint_3d in h36m17, see pose/motionbert.py)
     lift: str = "none"
     lift_units: str = "normalized"  # motionbert: normalized (infer_wild.py) | pixels (--pixel)
-    lift_batch_size: int | None = None  # motionbert chunks per network call; None: 32 CUDA, 4
+    lift_batch_size: int | None = None  # motionbert chunks per network call; None: 32 CUDA, 1
     lift_precision: str = "auto"  # motionbert: auto (fp16 on CUDA, else fp32) | fp32|fp16|bf16
     layout: str = "coco17"  # joint layout written to pose.npz (see layouts.py)
     conf: float = 0.25  # detection score threshold
