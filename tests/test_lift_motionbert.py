@@ -229,6 +229,14 @@ def test_h36m17_converts_to_coco17_unik17_ntu25_where_joints_match():
     np.testing.assert_array_equal(coco[..., 0, :], k3[..., 9, :])  # nose (MotionBERT's rule)
     assert L.synthesized("h36m17", "coco17") == ["left_eye", "right_eye", "left_ear", "right_ear"]
     assert L.missing("h36m17", "ntu25") == [] and len(L.bones("h36m17")) == 16
+    # what pack stores: the lifter's h36m17 in the 2D layout; 3D already in it stays as it is
+    from tmor.skeleton.npz import keypoint_3d_in_layout
+
+    lifted = {"keypoint_3d": k3, "layout": "coco17", "layout_3d": "h36m17"}
+    np.testing.assert_array_equal(keypoint_3d_in_layout(lifted), coco)
+    same = {"keypoint_3d": k3, "layout": "h36m17"}
+    assert keypoint_3d_in_layout(same) is not None and (keypoint_3d_in_layout(same) == k3).all()
+    assert keypoint_3d_in_layout({"layout": "coco17"}) is None
 
 
 # ---- extract-pose end to end ---------------------------------------------------------------------
