@@ -2,7 +2,7 @@
 
 (a) lifter alone, tracks x frames per second: ``--tracks`` synthetic COCO-17 tracks of
     ``--frames`` frames through :meth:`MotionBERTLifter.lift_tracks` (every chunk of every track
-    batched, padded and masked, with its mirror image in the same call) against the baseline of
+    and its mirror image, ``--batch-size`` a call, padded and masked) against the baseline of
     MotionBERT's ``infer_wild.py``: one chunk at a time, the input and its mirror image in two
     calls;
 (b) inside extract-pose: the pose stage's frames per second on the shared clips (fetch-encoded,
@@ -100,7 +100,8 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--tracks", type=int, default=6)
     ap.add_argument("--frames", type=int, default=60, help="frames per synthetic track")
-    ap.add_argument("--batch-size", type=int, default=None, help="chunks per call [lifter's]")
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="sequences (chunks, mirror images) per call [64 on CUDA, 1]")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=1.5, help="seconds of each clip in (b)")
     ap.add_argument("--clips", type=int, default=3, help="shared clips in (b); 0: skip (b)")
@@ -138,7 +139,7 @@ def main() -> None:
                            args.repeats, sync)
         rate = {k: work / statistics.median(v) for k, v in runs.items()}
         out["lifter"] = {
-            "tracks": args.tracks, "frames_per_track": args.frames, "chunk_batch":
+            "tracks": args.tracks, "frames_per_track": args.frames, "sequences_per_call":
             lifter.batch_size, "precision": lifter.precision,
             "batched_track_frames_per_s": round(rate["batched"], 1),
             "one_chunk_at_a_time_track_frames_per_s": round(rate["one_chunk_at_a_time"], 1),
@@ -146,8 +147,8 @@ def main() -> None:
             "runs_s": {k: [round(x, 3) for x in v] for k, v in runs.items()}}
         print(f"device {device} ({out.get('gpu', 'cpu')}), torch threads "
               f"{out['torch_threads']}, load {out['load_average'][0]:.1f}; lifter alone, "
-              f"{args.tracks} tracks x {args.frames} frames, {lifter.precision}, chunk batch "
-              f"{lifter.batch_size}, medians of {args.repeats}")
+              f"{args.tracks} tracks x {args.frames} frames, {lifter.precision}, "
+              f"{lifter.batch_size} sequences a call, medians of {args.repeats}")
         for k, v in rate.items():
             print(f"  {k:20s} {v:9.1f} track-frames/s")
         # (c) precision against fp32, on the same tracks

@@ -20,11 +20,12 @@ person chosen with ``--focus`` (AlphaPose lists a person only where it is detect
 closed up for the network, and its frames get zeros. Output: (T, 17, 3) float32, H36M-17
 (:data:`~tmor.skeleton.layouts.JOINTS` ``h36m17``).
 
-Batching (:meth:`MotionBERTLifter.run`): the chunks of every track given at once, sorted by
-length, go through the network ``batch_size`` at a time together with their flipped copies,
-padded to the batch's longest chunk and masked (see :mod:`~tmor.pipeline.pose.dstformer`), so a
-chunk's result does not depend on its batch. On CUDA under fp16 autocast by default
-(``precision``); a batch with a non-finite output is redone in fp32.
+Batching (:meth:`MotionBERTLifter.run`): the chunks of every track given at once and their
+mirror images, sorted by length, go through the network ``batch_size`` sequences a call, padded
+to the call's longest and masked (see :mod:`~tmor.pipeline.pose.dstformer`), so a chunk's result
+does not depend on its batch. On CUDA 64 a call under fp16 autocast by default (``precision``;
+a call with a non-finite output is redone in fp32); on the CPU one a call, in fp32 (larger calls
+measured slower per frame there: the MLP's activations leave the cache).
 """
 
 from __future__ import annotations
@@ -155,7 +156,7 @@ class MotionBERTLifter:
         self.sha256 = file_sha256(path)
         cuda = self.device.startswith("cuda")
         if self.batch_size is None:
-            self.batch_size = 32 if cuda else 1  # CPU: bigger batches are slower per frame
+            self.batch_size = 64 if cuda else 1
         if self.precision == "auto":
             self.precision = "fp16" if cuda else "fp32"
 
@@ -172,32 +173,33 @@ class MotionBERTLifter:
     # -- the network on many chunks ------------------------------------------------------------
     def run(self, chunks: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Network inputs (F_i, 17, 3), F_i <= maxlen -> flip-averaged outputs (F_i, 17, 3)
-        float32 (before the root depth and units step); batched, padded and masked."""
-        order = sorted(range(len(chunks)), key=lambda i: -len(chunks[i]))
-        out: list[np.ndarray] = [np.zeros((0, 17, 3), np.float32)] * len(chunks)
+        float32 (before the root depth and units step). The chunks and their mirror images,
+        sorted by length, go ``batch_size`` sequences a call, padded and masked."""
+        seqs = [*chunks, *(flip(c) for c in chunks)]
+        order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
+        out: list[np.ndarray] = [np.zeros((0, 17, 3), np.float32)] * len(seqs)
         for s in range(0, len(order), self.batch_size):
             group = order[s:s + self.batch_size]
-            for i, y in zip(group, self._batch([chunks[i] for i in group]), strict=True):
+            for i, y in zip(group, self._batch([seqs[i] for i in group]), strict=True):
                 out[i] = y
-        return out
+        n = len(chunks)
+        return [(out[i] + flip(out[n + i])) / 2.0 for i in range(n)]
 
-    def _batch(self, chunks: list[np.ndarray]) -> list[np.ndarray]:
+    def _batch(self, seqs: list[np.ndarray]) -> list[np.ndarray]:
+        """One network call on sequences of up to ``maxlen`` frames, padded to the longest."""
         import torch
 
-        lengths = [len(c) for c in chunks]
-        pad = max(lengths)
-        x = np.zeros((len(chunks), pad, 17, 3), np.float32)
-        mask = np.zeros((len(chunks), pad), bool)
-        for i, c in enumerate(chunks):
-            x[i, :len(c)], mask[i, :len(c)] = c, True
+        lengths = [len(x) for x in seqs]
+        x = np.zeros((len(seqs), max(lengths), 17, 3), np.float32)
+        mask = np.zeros(x.shape[:2], bool)
+        for i, seq in enumerate(seqs):
+            x[i, :len(seq)], mask[i, :len(seq)] = seq, True
         xt = torch.from_numpy(x).to(self.device)
-        xt = torch.cat([xt, flip(xt)])  # each chunk and its mirror image in one call
-        mt = torch.from_numpy(mask).to(self.device).repeat(2, 1)
-        y = self._forward(xt, None if mask.all() else mt, self.precision)
+        mt = None if mask.all() else torch.from_numpy(mask).to(self.device)
+        y = self._forward(xt, mt, self.precision)
         if self.precision != "fp32" and not torch.isfinite(y).all():
-            y = self._forward(xt, None if mask.all() else mt, "fp32")
-        n = len(chunks)
-        y = ((y[:n] + flip(y[n:])) / 2.0).cpu().numpy()
+            y = self._forward(xt, mt, "fp32")
+        y = y.cpu().numpy()
         return [y[i, :f] for i, f in enumerate(lengths)]
 
     def _forward(self, x: Any, mask: Any, precision: str) -> Any:

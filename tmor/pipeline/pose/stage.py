@@ -7,10 +7,10 @@ batch prepared on the host: the pinned canvas for the ultralytics tensor engine)
 thread (one model call per ``batch_size`` frames) -> a tracker thread (per-clip
 :class:`~tmor.pipeline.pose.tracking.Tracker`, top-M selection, layout conversion, npz
 encoding) -> results. With ``lift='motionbert:PATH'`` a fifth, the lift thread, sits between the
-tracker and the results: it gathers finished clips until their tracks make ``lift_batch_size``
-chunks (or the input ends), lifts them all in one batched pass on the worker's device
-(:class:`~tmor.pipeline.pose.motionbert.MotionBERTLifter`), and encodes their npz, while the
-other threads go on with the next clips' 2D work.
+tracker and the results: it gathers finished clips until their tracks' chunks and mirror images
+make ``lift_batch_size`` sequences (or the input ends), lifts them all in one batched pass on the
+worker's device (:class:`~tmor.pipeline.pose.motionbert.MotionBERTLifter`), and encodes their
+npz, while the other threads go on with the next clips' 2D work.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class PoseConfig:
     # MotionBERT checkpoint lifts every kept track: keypoint_3d in h36m17, see pose/motionbert.py)
     lift: str = "none"
     lift_units: str = "normalized"  # motionbert: normalized (infer_wild.py) | pixels (--pixel)
-    lift_batch_size: int | None = None  # motionbert chunks per network call; None: 32 CUDA, 1
+    lift_batch_size: int | None = None  # motionbert sequences per call; None: 64 on CUDA, 1
     lift_precision: str = "auto"  # motionbert: auto (fp16 on CUDA, else fp32) | fp32|fp16|bf16
     layout: str = "coco17"  # joint layout written to pose.npz (see layouts.py)
     conf: float = 0.25  # detection score threshold
@@ -341,12 +341,12 @@ class PoseStage(Stage):
 
     def _lift(self, finished: queue.Queue, results: queue.Queue,
               failure: list[BaseException]) -> None:
-        """The lift thread: tracked clips gathered until their tracks fill a batch of chunks
-        (or the input ends), lifted together, then encoded."""
+        """The lift thread: tracked clips gathered until their tracks fill a network call (or the
+        input ends), lifted together, then encoded."""
         lifter = self.lifter
         try:
             pending: list[_Tracked] = []
-            chunks, ending = 0, False
+            sequences, ending = 0, False
             while not ending:
                 got = finished.get()
                 if failure:
@@ -355,8 +355,9 @@ class PoseStage(Stage):
                     ending = True
                 else:
                     pending.append(got)
-                    chunks += sum(-(-int(n) // lifter.maxlen) for n in got.present.sum(axis=1))
-                    if chunks < lifter.batch_size:
+                    sequences += 2 * sum(-(-int(n) // lifter.maxlen)  # chunks + mirrored
+                                         for n in got.present.sum(axis=1))
+                    if sequences < lifter.batch_size:
                         continue
                 lifted = lifter.lift_clips([(d.keypoint, d.keypoint_score, d.present,
                                              d.size) for d in pending]) if pending else []
@@ -366,7 +367,7 @@ class PoseStage(Stage):
                                     lifter_sha256=np.str_(lifter.sha256),
                                     lifter_units=np.str_(lifter.units))
                     results.put(self._result(d))
-                pending, chunks = [], 0
+                pending, sequences = [], 0
         except BaseException as e:  # noqa: BLE001 - handed to the stage's thread
             failure.append(e)
 
