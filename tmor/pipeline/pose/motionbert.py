@@ -52,13 +52,12 @@ def coco_to_h36m(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, np.float64)
     pelvis = (x[..., 11, :] + x[..., 12, :]) * 0.5
     thorax = (x[..., 5, :] + x[..., 6, :]) * 0.5
-    y = np.stack([
+    return np.stack([
         pelvis, x[..., 12, :], x[..., 14, :], x[..., 16, :], x[..., 11, :], x[..., 13, :],
         x[..., 15, :], (pelvis + thorax) * 0.5, thorax, x[..., 0, :],
         (x[..., 1, :] + x[..., 2, :]) * 0.5, x[..., 5, :], x[..., 7, :], x[..., 9, :],
         x[..., 6, :], x[..., 8, :], x[..., 10, :],
     ], axis=-2)
-    return y
 
 
 def crop_scale(motion: np.ndarray) -> np.ndarray:
