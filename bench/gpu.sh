@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One script for a lent GPU machine (< 8 minutes): install the project from this checkout, then
 # measure pose (pipeline vs ultralytics batched predict vs forward alone; and the pipeline's own
-# cost with a stand-in network), embed (pipeline vs forward alone; frames decoded per clip), and
-# the trainer's reader vs a UNIK training step; write one JSON of figures.
+# cost with a stand-in network), embed (pipeline vs forward alone; frames decoded per clip),
+# the trainer's reader vs a UNIK training step, and MotionBERT lifting (lifter alone; pose with and
+# without it); write one JSON of figures.
 #
 #   bash bench/gpu.sh [OUT.json]          (default: $OUT/gpu_bench.json, else ./gpu_bench.json)
 #
@@ -54,6 +55,10 @@ run 90 embed "$PY" bench/embed.py --device cuda --model vitb32 --clips 256 --bat
 # 4. the trainer's reader vs a UNIK training step
 run 45 reader "$PY" bench/reader.py --workers 8 --runs 2
 run 45 train "$PY" bench/train.py --device cuda --amp bf16 --batch 256 --steps 10 --repeats 3
+# 5. MotionBERT lifting (issue 24; random-weight lite checkpoint): the lifter alone, batched vs one
+#    chunk at a time, fp16 / bf16 vs fp32; the pose stage with and without it. Merged at the end.
+run 75 lift "$PY" bench/lift.py --device cuda --tracks 64 --frames 300 --clips 4 --seconds 3 \
+  --imgsz 640 --pose-batch-size 128 --repeats 2 --json "$WORK/lift.json"
 
 [ "${DRY_RUN:-0}" = 1 ] && { echo "dry run: nothing measured"; exit 0; }
 "$PY" - "$WORK" "$OUT_JSON" "$T0" <<'EOF'
@@ -91,4 +96,13 @@ if "pipeline_over_forward" in e:
 out.write_text(json.dumps(doc, indent=1))
 print(json.dumps(doc.get("goals", {}), indent=1))
 print(f"wrote {out} in {doc['seconds']} s")
+EOF
+# 5. (issue 24) the lift figures into the same JSON
+"$PY" - "$WORK/lift.json" "$OUT_JSON" <<'EOF'
+import json, pathlib, sys
+src, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+doc = json.loads(out.read_text())
+doc["lift"] = json.loads(src.read_text()) if src.is_file() else {"error": "no lift.json"}
+out.write_text(json.dumps(doc, indent=1))
+print(json.dumps({k: doc["lift"].get(k) for k in ("lifter", "pipeline")}, indent=1))
 EOF

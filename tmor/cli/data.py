@@ -126,14 +126,17 @@ def extract_pose_cmd(
                                    "CUDA, else 32]"),
     decode_workers: int = typer.Option(None, help="threads decoding clips in parallel [4]"),
     max_persons: int = typer.Option(None, help="tracks kept per clip [2]"),
-    lift: str = typer.Option(None, help="none | 3d: also keypoint_3d in metres [none]"),
+    lift: str = typer.Option(None, help="none | 3d: keypoint_3d in metres (mediapipe) | "
+                             "motionbert:PATH: every track lifted by a MotionBERT checkpoint "
+                             "(h36m17) [none]"),
+    lift_units: str = typer.Option(None, help="motionbert: normalized | pixels [normalized]"),
     runner=None,
     yaml_cfg=None,
 ) -> None:
     """Tracked 2D (and 3D) skeletons of every fetched clip (pose/NNNNNN.tar)."""
     cli = {"backend": backend, "model": model, "device": device, "fps": fps,
            "batch_size": batch_size, "decode_workers": decode_workers,
-           "max_persons": max_persons, "lift": lift}
+           "max_persons": max_persons, "lift": lift, "lift_units": lift_units}
     run_stage_command("extract-pose", root, cli, runner, yaml_cfg)
 
 

@@ -108,6 +108,7 @@ class PackStage(Stage):
     def pack_one(self, s: Sample) -> Result:
         """One sample -> a triplet Result, or a filtered ledger-only Result."""
         from tmor.shards.codec import Triplet, decode_pose, encode_triplet, load_npy
+        from tmor.skeleton.npz import keypoint_3d_in_layout
 
         cfg = self.config
         try:
@@ -168,13 +169,15 @@ class PackStage(Stage):
             "pose_backend": str(pose["backend"]) if "backend" in pose else None,
             "pose_model": str(pose["model"]) if "model" in pose else None,
             "pose_model_sha256": str(pose["model_sha256"]) if "model_sha256" in pose else None,
+            "pose_lifter": str(pose["lifter"]) if "lifter" in pose else None,
+            "pose_lifter_sha256": str(pose["lifter_sha256"]) if "lifter" in pose else None,
             "embed_model": embed_meta.get("model_id"),
             "embed_model_sha256": embed_meta.get("model_sha256"),
             "video_width": fetch_meta.get("width"), "video_height": fetch_meta.get("height"),
         }
         triplet = Triplet(
             key=s.key, keypoint=pose["keypoint"], keypoint_score=pose["keypoint_score"],
-            layout=pose["layout"], fps=fps, keypoint_3d=pose.get("keypoint_3d"),
+            layout=pose["layout"], fps=fps, keypoint_3d=keypoint_3d_in_layout(pose),
             video=video, text=text, caption=caption, meta=meta,
         )
         members = encode_triplet(triplet)

@@ -13,9 +13,9 @@ Layouts: ``coco17``, ``mediapipe33``, ``unik17``, ``h36m17``, ``ntu25`` (Kinect 
 ``openpose25`` (OpenPose BODY_25), ``kinect_v1`` (Kinect SDK 1.x, 20 joints: UTKinect-Action3D),
 ``lcrnet13`` (LCR-Net++ 13 joints: Toyota Smarthome, TSU), ``penn13`` (Penn Action's 13 joints);
 aliases in :data:`ALIASES` (e.g. ``kinect25``, ``kinect20``).
-Direct converters: mediapipe33 / ntu25 / openpose25 / kinect_v1 / lcrnet13 / penn13 -> coco17,
-coco17 -> unik17 / h36m17 / ntu25, ntu25 / kinect_v1 / lcrnet13 / penn13 -> unik17,
-ntu25 -> h36m17, kinect_v1 -> ntu25; other pairs go through coco17.
+Direct converters: mediapipe33 / ntu25 / openpose25 / kinect_v1 / lcrnet13 / penn13 / h36m17 ->
+coco17, coco17 -> unik17 / h36m17 / ntu25, ntu25 / kinect_v1 / lcrnet13 / penn13 / h36m17 ->
+unik17, ntu25 <-> h36m17, kinect_v1 -> ntu25; other pairs go through coco17.
 """
 
 from __future__ import annotations
@@ -227,6 +227,23 @@ _MAPS: dict[tuple[str, str], dict[str, dict[str, float]]] = {
         "thorax": {"spine_shoulder": 1.0}, "neck_nose": {"neck": 1.0}, "head": {"head": 1.0},
         **_limbs(),
     },
+    # H36M-17 (MotionBERT's 3D output): its joint 9 is COCO's nose and its head the mid-eyes
+    # in MotionBERT's coco2h36m; the torso joints are the same mid-points as coco17 -> unik17's
+    ("h36m17", "coco17"): {
+        "nose": {"neck_nose": 1.0}, "left_eye": {"head": 1.0}, "right_eye": {"head": 1.0},
+        "left_ear": {"head": 1.0}, "right_ear": {"head": 1.0}, **_limbs(),
+    },
+    ("h36m17", "unik17"): {
+        "head": {"head": 1.0}, "nose": {"neck_nose": 1.0}, "neck": {"thorax": 1.0},
+        "chest": {"spine": 1.0}, "mid_hip": {"pelvis": 1.0}, **_limbs(),
+    },
+    ("h36m17", "ntu25"): {  # the inverse of ntu25 -> h36m17; hands and feet as coco17's
+        "spine_base": {"pelvis": 1.0}, "spine_mid": {"spine": 1.0},
+        "spine_shoulder": {"thorax": 1.0}, "neck": {"neck_nose": 1.0}, "head": {"head": 1.0},
+        **_limbs(),
+        **{f"{s}_{p}": {f"{s}_wrist": 1.0} for s in _SIDES for p in ("hand", "hand_tip", "thumb")},
+        **{f"{s}_foot": {f"{s}_ankle": 1.0} for s in _SIDES},
+    },
     ("kinect_v1", "coco17"): {**_HEAD_ONLY_FACE, **_limbs()},
     ("kinect_v1", "unik17"): {
         "head": {"head": 1.0}, "nose": {"head": 1.0}, "neck": {"shoulder_center": 1.0},
@@ -256,6 +273,10 @@ _SYNTH: dict[tuple[str, str], frozenset[str]] = {
     ("ntu25", "coco17"): frozenset({"nose", "left_eye", "right_eye", "left_ear", "right_ear"}),
     ("ntu25", "unik17"): frozenset({"nose"}),
     ("ntu25", "h36m17"): frozenset(),
+    ("h36m17", "coco17"): frozenset({"left_eye", "right_eye", "left_ear", "right_ear"}),
+    ("h36m17", "unik17"): frozenset(),
+    ("h36m17", "ntu25"): frozenset(
+        {f"{s}_{p}" for s in _SIDES for p in ("hand", "hand_tip", "thumb", "foot")}),
     ("mediapipe33", "coco17"): frozenset(),
     ("openpose25", "coco17"): frozenset(),
     ("kinect_v1", "coco17"): frozenset({"nose"}),

@@ -2,7 +2,8 @@
 
 ``pose.npz`` bytes depend on the arrays only (fixed zip timestamps, fixed member order), so a rerun
 of any stage writes byte-identical shards. Arrays follow docs/contracts.md: keypoint (M, T, V, C)
-float32, keypoint_score (M, T, V) float32, optional keypoint_3d (M, T, V, 3) float32 metres, plus
+float32, keypoint_score (M, T, V) float32, optional keypoint_3d (M, T, V, 3) float32 (in the layout
+``layout_3d`` when the pose stage's lifter wrote one, see :func:`keypoint_3d_in_layout`), plus
 0-d ``layout`` and ``fps``; the pose stage adds track ids, boxes and model fields.
 """
 
@@ -190,6 +191,20 @@ def decode_pose(data: bytes, fields: tuple[str, ...] | None = None,
     out["layout"] = str(out.get("layout", "coco17"))
     out["fps"] = float(out.get("fps", 30.0))
     return out
+
+
+def keypoint_3d_in_layout(pose: dict[str, Any]) -> np.ndarray | None:
+    """A decoded pose's ``keypoint_3d`` in the layout of its ``keypoint``: converted from its
+    ``layout_3d`` (MotionBERT writes h36m17) when that differs; None when it has no 3D."""
+    k3 = pose.get("keypoint_3d")
+    if k3 is None:
+        return None
+    src, dst = str(pose.get("layout_3d", pose["layout"])), str(pose["layout"])
+    if src == dst:
+        return np.asarray(k3, np.float32)
+    from tmor.skeleton.layouts import convert
+
+    return convert(np.asarray(k3, np.float32), None, src, dst)[0]
 
 
 def _decode_pose_zipfile(data: bytes, fields: tuple[str, ...] | None,

@@ -2,6 +2,9 @@
 
 :func:`find_clip` finds a key's mp4 in ``<root>/fetch/*.tar`` and its pose in ``<root>/pose/*.tar``;
 :func:`render` writes an mp4 (every pose frame) or a contact sheet image (``.png`` / ``.jpg``).
+A pose with ``keypoint_3d`` gets a square panel beside each frame: every track's 3D skeleton,
+centred on its own joints' mean, side by side, seen orthographically from 30 degrees to the side
+(:class:`Panel3D`).
 """
 
 from __future__ import annotations
@@ -56,6 +59,41 @@ def draw_pose(
                         cv2.FONT_HERSHEY_SIMPLEX, 0.4 * max(1, thick), color, max(1, thick // 2),
                         cv2.LINE_AA)
     return img
+
+
+class Panel3D:
+    """The 3D side panel of a pose: one fixed scale over the clip, so skeletons do not jitter."""
+
+    def __init__(self, pose: dict[str, Any], size: int, yaw_deg: float = 30.0):
+        k3 = np.asarray(pose["keypoint_3d"], np.float64)  # (M, T, V, 3): x right, y down, z
+        self.layout = str(pose.get("layout_3d", pose.get("layout", "coco17")))
+        self.track_id, self.size = np.asarray(pose["track_id"]), size
+        self.present = np.abs(k3).sum(axis=(-1, -2)) > 0  # (M, T)
+        a = np.deg2rad(yaw_deg)
+        uv = np.stack([k3[..., 0] * np.cos(a) + k3[..., 2] * np.sin(a), k3[..., 1]], -1)
+        self.uv = uv - uv.mean(axis=-2, keepdims=True)  # each skeleton about its own centre
+        m = max(1, k3.shape[0])
+        seen = self.uv[self.present]
+        extent = float(np.abs(seen).max()) if seen.size else 1.0
+        self.slot = size / m
+        self.scale = 0.45 * min(self.slot, size) / max(extent, 1e-6)
+
+    def draw(self, t: int) -> np.ndarray:
+        """(size, size, 3) RGB panel of frame t."""
+        import cv2
+
+        img = np.full((self.size, self.size, 3), 255, np.uint8)
+        thick = max(1, int(round(self.size / 160)))
+        for m in range(self.uv.shape[0]):
+            if not self.present[m, t]:
+                continue
+            centre = np.array([(m + 0.5) * self.slot, self.size / 2])
+            pts = (self.uv[m, t] * self.scale + centre).astype(int)
+            color = COLORS[int(self.track_id[m]) % len(COLORS)]
+            for a, b in L.bones(self.layout):
+                cv2.line(img, tuple(map(int, pts[a])), tuple(map(int, pts[b])), color, thick,
+                         cv2.LINE_AA)
+        return img
 
 
 def find_clip(root: str, key: str) -> tuple[bytes, bytes]:
@@ -129,6 +167,10 @@ def render(
                   scale=size[0] / w)
         for f, t in zip(frames, pick, strict=True)
     ]
+    if pose.get("keypoint_3d") is not None:
+        panel = Panel3D(pose, size[1])
+        drawn = [np.concatenate([img, panel.draw(t)], axis=1)
+                 for img, t in zip(drawn, pick, strict=True)]
     if sheet:
         return _write_sheet(drawn, out, cols)
     return _write_mp4(drawn, out, float(pose.get("fps", 25.0)))

@@ -6,7 +6,11 @@ parallel, frames of whichever clip has them ready) -> this thread (frames batche
 batch prepared on the host: the pinned canvas for the ultralytics tensor engine) -> a device
 thread (one model call per ``batch_size`` frames) -> a tracker thread (per-clip
 :class:`~tmor.pipeline.pose.tracking.Tracker`, top-M selection, layout conversion, npz
-encoding) -> results.
+encoding) -> results. With ``lift='motionbert:PATH'`` a fifth, the lift thread, sits between the
+tracker and the results: it gathers finished clips until their tracks' chunks and mirror images
+make ``lift_batch_size`` sequences (or the input ends), lifts them all in one batched pass on the
+worker's device (:class:`~tmor.pipeline.pose.motionbert.MotionBERTLifter`), and encodes their
+npz, while the other threads go on with the next clips' 2D work.
 """
 
 from __future__ import annotations
@@ -52,7 +56,12 @@ class PoseConfig:
     clips_in_flight: int = 8  # clips open at once (decoding, or waiting for their results)
     queue_size: int | None = None  # decoded frames buffered, all clips; None: 2 x batch_size
     max_persons: int = 2  # tracks kept per clip (frames present x mean score x mean box area)
-    lift: str = "none"  # none | 3d (3d: keypoint_3d in metres, from the mediapipe backend)
+    # none | 3d (keypoint_3d in metres, from the mediapipe backend) | motionbert:PATH (a released
+    # MotionBERT checkpoint lifts every kept track: keypoint_3d in h36m17, see pose/motionbert.py)
+    lift: str = "none"
+    lift_units: str = "normalized"  # motionbert: normalized (infer_wild.py) | pixels (--pixel)
+    lift_batch_size: int | None = None  # motionbert sequences per call; None: 64 on CUDA, 1
+    lift_precision: str = "auto"  # motionbert: auto (fp16 on CUDA, else fp32) | fp32|fp16|bf16
     layout: str = "coco17"  # joint layout written to pose.npz (see layouts.py)
     conf: float = 0.25  # detection score threshold
     # a detection is kept when box score x mean keypoint score reaches this (drops objects
@@ -74,6 +83,19 @@ class _Clip:
     t0: float = field(default_factory=time.perf_counter)
     dets: list[Detections] = field(default_factory=list)
     frame_index: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _Tracked:
+    """A finished clip: its npz arrays and ledger record, and the COCO-17 tracks to lift."""
+
+    key: str
+    arrays: dict[str, Any]
+    record: dict[str, Any]
+    keypoint: np.ndarray  # (M, T, 17, 2) coco17 pixels
+    keypoint_score: np.ndarray  # (M, T, 17)
+    present: np.ndarray  # (M, T) bool: frames where each track is seen
+    size: tuple[int, int]  # (width, height) of the clip
 
 
 def _hand_over(q: queue.Queue, item: Any, failure: list[BaseException]) -> None:
@@ -107,13 +129,24 @@ class PoseStage(Stage):
     def __init__(self, config: PoseConfig | None = None):
         self.config = config or PoseConfig()
         self.backend: PoseBackend | None = None
+        self.lifter: Any = None
+        self._lifter_card: dict[str, Any] | None = None  # kept after teardown, for the card
 
     # -- lifecycle -----------------------------------------------------------------------------
     def setup(self) -> None:
         cfg = self.config
-        if cfg.lift not in ("none", "3d"):
-            raise PluginUnavailable(f"unknown --lift {cfg.lift!r}; choose none or 3d")
+        lifter, _, checkpoint = cfg.lift.partition(":")
+        if cfg.lift not in ("none", "3d") and not (lifter == "motionbert" and checkpoint):
+            raise PluginUnavailable(f"unknown --lift {cfg.lift!r}; choose none, 3d or "
+                                    "motionbert:PATH (a MotionBERT checkpoint)")
         L.num_joints(cfg.layout)  # raises on an unknown layout
+        if lifter == "motionbert":  # before the pose model: a bad checkpoint fails fast
+            from tmor.pipeline.pose.motionbert import MotionBERTLifter
+
+            self.lifter = MotionBERTLifter(checkpoint, cfg.device, cfg.lift_units,
+                                           cfg.lift_batch_size, cfg.lift_precision)
+            self.lifter.load()
+            self._lifter_card = self.lifter.card()
         options = dict(cfg.backend_options)
         if cfg.backend == "ultralytics":
             options.setdefault("imgsz", cfg.imgsz)
@@ -131,11 +164,19 @@ class PoseStage(Stage):
         if self.backend is not None:
             self.backend.close()
             self.backend = None
+        self.lifter = None
 
     def card(self) -> dict[str, Any]:
         out: dict[str, Any] = {"config": asdict(self.config)}
         if self.backend is not None:
             out["backend"] = self.backend.card()
+        lifter, _, checkpoint = self.config.lift.partition(":")
+        if self._lifter_card is None and lifter == "motionbert" and checkpoint:
+            from tmor.pipeline.pose.motionbert import checkpoint_card
+
+            self._lifter_card = checkpoint_card(checkpoint, self.config.lift_units)
+        if self._lifter_card is not None:
+            out["lifter"] = self._lifter_card
         return out
 
     # -- processing ----------------------------------------------------------------------------
@@ -180,12 +221,18 @@ class PoseStage(Stage):
         work: queue.Queue = queue.Queue(maxsize=2)
         failure: list[BaseException] = []
         to_device: queue.Queue = queue.Queue(maxsize=1)  # see DevicePose.prepare: 3 buffers
-        tracker = threading.Thread(target=self._track, args=(work, results, failure),
-                                   name="tmor-track", daemon=True)
-        device = threading.Thread(target=self._device, args=(to_device, work, failure),
-                                  name="tmor-device", daemon=True)
-        tracker.start()
-        device.start()
+        finished: queue.Queue | None = None  # tracked clips to the lift thread
+        threads = [threading.Thread(target=self._device, args=(to_device, work, failure),
+                                    name="tmor-device", daemon=True)]
+        if self.lifter is not None:
+            finished = queue.Queue(maxsize=4 * self.lifter.batch_size)
+            threads.append(threading.Thread(target=self._lift, args=(finished, results, failure),
+                                            name="tmor-lift", daemon=True))
+        threads.append(threading.Thread(target=self._track, args=(work, results, finished,
+                                                                  failure),
+                                        name="tmor-track", daemon=True))
+        for thread in threads:
+            thread.start()
         pending: dict[Any, list[tuple]] = {}  # canvas -> frames and end markers, in order
         counts: dict[Any, int] = {}
 
@@ -235,16 +282,16 @@ class PoseStage(Stage):
             for key in list(pending):
                 run(key)
             _hand_over(to_device, None, failure)
-            device.join()
-            tracker.join()
+            for thread in threads:
+                thread.join()
             if failure:
                 raise failure[0]
             yield from ready()
         finally:
             feed.close()
-            if device.is_alive() or tracker.is_alive():
+            if any(thread.is_alive() for thread in threads):
                 failure.append(RuntimeError("stopped"))
-                for q in (to_device, work):
+                for q in [q for q in (to_device, work, finished) if q is not None]:
                     try:
                         q.put_nowait(None)
                     except queue.Full:
@@ -270,13 +317,16 @@ class PoseStage(Stage):
         except BaseException as e:  # noqa: BLE001 - handed to the stage's thread
             failure.append(e)
 
-    def _track(self, work: queue.Queue, results: queue.Queue,
+    def _track(self, work: queue.Queue, results: queue.Queue, finished: queue.Queue | None,
                failure: list[BaseException]) -> None:
-        """The tracker thread: detections into each clip's tracker, finished clips to npz."""
+        """The tracker thread: detections into each clip's tracker, finished clips to npz (or
+        to the lift thread)."""
         try:
             while True:
                 got = work.get()
                 if got is None or failure:
+                    if finished is not None:
+                        _hand_over(finished, None, failure)
                     return
                 items, dets = got
                 it_dets = iter(dets)
@@ -287,8 +337,42 @@ class PoseStage(Stage):
                         continue
                     if item[2] is not None:
                         results.put(Result(key=clip.sample.key, error=_sample_error(item[2])))
+                    elif finished is not None:
+                        _hand_over(finished, self._tracked(clip), failure)
                     else:
-                        results.put(self._finish(clip))
+                        results.put(self._result(self._tracked(clip)))
+        except BaseException as e:  # noqa: BLE001 - handed to the stage's thread
+            failure.append(e)
+
+    def _lift(self, finished: queue.Queue, results: queue.Queue,
+              failure: list[BaseException]) -> None:
+        """The lift thread: tracked clips gathered until their tracks fill a network call (or the
+        input ends), lifted together, then encoded."""
+        lifter = self.lifter
+        try:
+            pending: list[_Tracked] = []
+            sequences, ending = 0, False
+            while not ending:
+                got = finished.get()
+                if failure:
+                    return
+                if got is None:
+                    ending = True
+                else:
+                    pending.append(got)
+                    sequences += 2 * sum(-(-int(n) // lifter.maxlen)  # chunks + mirrored
+                                         for n in got.present.sum(axis=1))
+                    if sequences < lifter.batch_size:
+                        continue
+                lifted = lifter.lift_clips([(d.keypoint, d.keypoint_score, d.present,
+                                             d.size) for d in pending]) if pending else []
+                for d, k3 in zip(pending, lifted, strict=True):
+                    d.arrays.update(keypoint_3d=k3, layout_3d=np.str_(lifter.layout),
+                                    lifter=np.str_(lifter.name),
+                                    lifter_sha256=np.str_(lifter.sha256),
+                                    lifter_units=np.str_(lifter.units))
+                    results.put(self._result(d))
+                pending, sequences = [], 0
         except BaseException as e:  # noqa: BLE001 - handed to the stage's thread
             failure.append(e)
 
@@ -316,7 +400,8 @@ class PoseStage(Stage):
         clip.dets.append(det)
         clip.frame_index.append(idx)
 
-    def _finish(self, clip: _Clip) -> Result:
+    def _tracked(self, clip: _Clip) -> _Tracked:
+        """A finished clip's kept tracks as the npz arrays and ledger record (no 3D lift yet)."""
         assert self.backend is not None
         cfg = self.config
         v = L.num_joints(CANONICAL)
@@ -345,7 +430,6 @@ class PoseStage(Stage):
             arrays["keypoint_3d"] = (
                 k3 if k3 is not None else np.zeros((*kp.shape[:-1], 3), np.float32)
             ).astype(np.float32)
-        payload = npz_bytes(arrays)
         m = kp.shape[0]
         mean_score = float(sc[present].mean()) if present.any() else 0.0
         record = {
@@ -356,9 +440,10 @@ class PoseStage(Stage):
             "mean_score": round(mean_score, 4),
             "seconds": round(time.perf_counter() - clip.t0, 3),
         }
-        return Result(
-            key=clip.sample.key,
-            members={"pose.npz": payload},
-            record=record,
-            flags=[] if m else ["no_person"],
-        )
+        return _Tracked(clip.sample.key, arrays, record, tracked.keypoint,
+                        tracked.keypoint_score, present, (clip.width, clip.height))
+
+    @staticmethod
+    def _result(done: _Tracked) -> Result:
+        return Result(key=done.key, members={"pose.npz": npz_bytes(done.arrays)},
+                      record=done.record, flags=[] if done.record["persons"] else ["no_person"])

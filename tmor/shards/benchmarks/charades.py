@@ -34,7 +34,7 @@ from tmor.shards.benchmarks.common import (
 from tmor.shards.checks import DataError, check_class_id, naming, read_input
 from tmor.shards.codec import Triplet
 from tmor.shards.importers import make_triplet
-from tmor.skeleton.npz import decode_pose
+from tmor.skeleton.npz import decode_pose, keypoint_3d_in_layout
 
 NUM_CLASSES = 157
 SPLITS = ("train", "test")
@@ -140,7 +140,7 @@ def charades_triplet(vid: str, pose: dict[str, Any], ann: dict, classes: Sequenc
     if "img_shape" in pose:
         extra["img_shape"] = [int(x) for x in np.asarray(pose["img_shape"]).reshape(-1)]
     return make_triplet(f"charades://{vid}", kp, pose["keypoint_score"], pose["layout"], fps,
-                        None, pose.get("keypoint_3d"), extra, origin=origin)
+                        None, keypoint_3d_in_layout(pose), extra, origin=origin)
 
 
 def import_charades(paths: Sequence[str], out_root: str, annotations: Sequence[str] = (),
