@@ -36,10 +36,20 @@ from tmor.skeleton.npz import npz_bytes
 CANONICAL = "coco17"
 
 
+def lift_spec(value: str) -> str | None:
+    """Rule of ``lift``: none, 3d or motionbert:PATH."""
+    lifter, _, checkpoint = value.partition(":")
+    if value in ("none", "3d") or (lifter == "motionbert" and checkpoint):
+        return None
+    return "must be none, 3d or motionbert:PATH (a MotionBERT checkpoint)"
+
+
 @rules(backend=" | ".join(BACKENDS), device=torch_device, fps="> 0", max_fps="> 0",
        imgsz=">= 32", batch_size=">= 1", decode_workers=">= 1", codec_threads=">= 0",
-       clips_in_flight=">= 1", queue_size=">= 1", max_persons=">= 1", lift="none | 3d",
-       layout=known_layout, conf="[0, 1]", min_person_score="[0, 1]", max_age=">= 0")
+       clips_in_flight=">= 1", queue_size=">= 1", max_persons=">= 1", lift=lift_spec,
+       lift_units="normalized | pixels", lift_batch_size=">= 1",
+       lift_precision="auto | fp32 | fp16 | bf16", layout=known_layout, conf="[0, 1]",
+       min_person_score="[0, 1]", max_age=">= 0")
 @dataclass
 class PoseConfig:
     """Options of ``tmor-data extract-pose`` (every field is also a CLI option)."""
@@ -136,9 +146,8 @@ class PoseStage(Stage):
     def setup(self) -> None:
         cfg = self.config
         lifter, _, checkpoint = cfg.lift.partition(":")
-        if cfg.lift not in ("none", "3d") and not (lifter == "motionbert" and checkpoint):
-            raise PluginUnavailable(f"unknown --lift {cfg.lift!r}; choose none, 3d or "
-                                    "motionbert:PATH (a MotionBERT checkpoint)")
+        if lift_spec(cfg.lift):
+            raise PluginUnavailable(f"--lift {cfg.lift!r} {lift_spec(cfg.lift)}")
         L.num_joints(cfg.layout)  # raises on an unknown layout
         if lifter == "motionbert":  # before the pose model: a bad checkpoint fails fast
             from tmor.pipeline.pose.motionbert import MotionBERTLifter
