@@ -149,3 +149,149 @@ def test_attention_logits_do_not_overflow_under_fp16_autocast() -> None:
             half = unit(x)
     assert torch.isfinite(half).all()
     torch.testing.assert_close(half.float(), ref, rtol=0, atol=2e-3 * float(ref.abs().max()))
+
+
+@pytest.mark.parametrize("frames, per_frame", [(4, 50), (128, 200)])
+def test_nms_in_one_call_keeps_what_batched_nms_keeps(frames: int, per_frame: int) -> None:
+    """Crowded batches: 128 frames x 200 candidates = 25,600 boxes, where torchvision's
+    batched_nms loops over the frames (above 25,000 boxes on CUDA, 1,000 on the CPU); and a
+    small batch (its coordinate trick)."""
+    import torchvision
+
+    from tmor.pipeline.pose.device import nms_by_group
+
+    g = torch.Generator().manual_seed(frames)
+    n = frames * per_frame
+    # candidates as a detector gives them: jittered copies of a few people's boxes per frame
+    people = torch.randint(0, 8 * frames, (n,), generator=g)
+    centre = torch.rand(8 * frames, 2, generator=g) * torch.tensor([640.0, 384.0])
+    size = 20 + torch.rand(8 * frames, 2, generator=g) * 200
+    jitter = torch.randn(n, 4, generator=g) * 6
+    half = size[people] / 2
+    boxes = torch.cat([centre[people] - half, centre[people] + half], 1) + jitter
+    scores = torch.rand(n, generator=g)
+    frame = people % frames
+    want = torchvision.ops.batched_nms(boxes, scores, frame, 0.45)
+    got = nms_by_group(boxes, scores, frame, 0.45)
+    assert 0 < len(want) < n / 4
+    assert torch.equal(got.sort().values, want.sort().values)  # the same boxes
+    assert (scores[got].diff() <= 0).all()  # in decreasing score order (ties either way)
+    assert len(nms_by_group(boxes[:0], scores[:0], frame[:0], 0.45)) == 0
+
+
+# -- the pose network on the device -------------------------------------------------------------
+def _yolo_and_frames(n: int = 4):
+    import os
+    from pathlib import Path
+
+    from tmor.pipeline import video
+
+    data = Path(os.environ.get("TMOR_DATA") or Path(__file__).resolve().parents[1].parent
+                / "shared" / "data")
+    weights = data / "models" / "yolo11n-pose.pt"
+    clip = data / "videos" / "basketball_two_person.mp4"
+    if not (weights.is_file() and clip.is_file()):
+        pytest.skip(f"YOLO weights / clips not in {data}")
+    frames = list(video.read_frames(clip, range(0, 10 * n, 10)))
+    return str(weights), frames
+
+
+def test_side_stream_upload_gives_the_same_people() -> None:
+    """The upload path (copy on a side stream in prepare, the compute stream waits for its
+    event) runs here through torch.cpu's stand-in streams and events: same people."""
+    from tmor.pipeline.pose import get_backend
+
+    weights, frames = _yolo_and_frames()
+    backend = get_backend("ultralytics", weights, device="cpu", imgsz=320)
+    backend.load()
+    dp = backend._device_pose
+    assert dp.upload_stream is None  # the CPU path: copied (not at all) when run
+    plain = dp.run(dp.prepare(frames))
+    dp.upload_stream = torch.cpu.Stream()
+    prepared = dp.prepare(frames)
+    assert prepared.staged is not None and prepared.ready is not None
+    streamed = dp.run(prepared)
+    assert sum(len(d) for d in plain) > 0
+    for a, b in zip(plain, streamed, strict=True):
+        np.testing.assert_array_equal(a.boxes, b.boxes)
+        np.testing.assert_array_equal(a.keypoints, b.keypoints)
+
+
+def test_bf16_network_decodes_in_fp32_and_channels_last_changes_nothing() -> None:
+    """In bf16 the head decodes boxes and keypoints in fp32: not rounded to bf16's grid (1-4 px
+    at 256-640 px), much closer to the fp32 network; a channels-last network gives the fp32
+    output."""
+    import copy
+
+    from ultralytics import YOLO
+
+    from tmor.pipeline.pose.ultralytics_backend import prepare_network
+
+    weights, frames = _yolo_and_frames(1)
+    net = YOLO(weights).model.fuse()
+    canvas = np.full((1, 384, 640, 3), 114, np.uint8)
+    f = frames[0][: 384, : 640]
+    canvas[0, : f.shape[0], : f.shape[1]] = f
+    x = torch.from_numpy(canvas).permute(0, 3, 1, 2).float() / 255
+    with torch.inference_mode():
+        ref = prepare_network(copy.deepcopy(net), "cpu", torch.float32)(x)[0][0]
+        last = prepare_network(copy.deepcopy(net), "cpu", torch.float32, channels_last=True)(
+            x.contiguous(memory_format=torch.channels_last))[0][0]
+        plain = copy.deepcopy(net).to(torch.bfloat16)(x.bfloat16())[0][0].float()
+        mixed = prepare_network(copy.deepcopy(net), "cpu", torch.bfloat16)(x.bfloat16())[0][0]
+    torch.testing.assert_close(last, ref, rtol=1e-4, atol=1e-3)
+    assert mixed.dtype == torch.float32
+    keep = ref[4] > 0.25
+    assert keep.sum() > 0
+
+    def on_bf16_grid(o: torch.Tensor) -> float:
+        return float((o[:4, keep] == o[:4, keep].bfloat16().float()).float().mean())
+
+    def box_error(o: torch.Tensor) -> float:
+        return float((o[:4, keep] - ref[:4, keep]).abs().mean())
+
+    assert on_bf16_grid(plain) == 1.0 and on_bf16_grid(mixed) < 0.2
+    assert box_error(mixed) < 0.75 * box_error(plain)
+
+
+def test_dbscan_counts_and_labels_in_int32_same_labels() -> None:
+    """Degrees and labels are int32 on the device (a bool tile summed, or a label tile selected,
+    is written at 4 bytes per entry instead of 8); the labels are scikit-learn's exactly."""
+    from sklearn.cluster import DBSCAN
+
+    from tmor.model.cluster import _Engine, brute_blocks, dbscan_cosine, l2_normalize
+
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((6, 16))
+    x = np.concatenate([c + 0.25 * rng.standard_normal((120, 16)) for c in centres]
+                       + [rng.standard_normal((80, 16))]).astype(np.float32)
+    eps, ms = 0.12, 8
+    eng = _Engine(l2_normalize(x), eps, "cpu", half=False)
+    blocks = brute_blocks(len(x), 256)
+    deg = eng.degrees(blocks)
+    assert deg.dtype == torch.int32
+    lab = eng.labels(deg >= ms, eng.union_cores(blocks, deg >= ms), None)
+    assert lab.dtype == torch.int32
+    ours = dbscan_cosine(x, eps, ms, backend="torch", device="cpu", block=256)
+    ref = DBSCAN(eps=eps, min_samples=ms, metric="cosine", algorithm="brute").fit(x).labels_
+    assert ours.labels.dtype == np.int64 and ours.n_clusters >= 4
+    assert np.array_equal(ours.labels, ref)  # same numbering: smallest core point first
+    assert np.array_equal(lab.numpy(), np.where(deg.numpy() >= ms, ref, -1))
+
+
+def test_reader_pins_batches_for_a_cuda_run(window_corpus: str) -> None:
+    """A CUDA run's reader pins its batches, so the trainer's non-blocking copies overlap (the
+    DataLoader pins only where a GPU is there to take them)."""
+    from tmor.shards.reader import make_loader
+    from tmor.train.config import PretrainConfig
+    from tmor.train.corpus import reader_config
+
+    def cfg(device: str) -> PretrainConfig:
+        return PretrainConfig(shards=window_corpus, device=device, num_workers=0,
+                              epoch_samples=64, layout=None, channels=3, max_persons=1)
+
+    assert reader_config(cfg("cuda:1")).pin_memory and reader_config(cfg("cuda")).pin_memory
+    assert not reader_config(cfg("cpu")).pin_memory
+    loader = make_loader(window_corpus, reader_config(cfg("cuda")))
+    assert loader.dataloader().pin_memory == torch.cuda.is_available()
+    assert next(iter(loader))["pose"].is_pinned() == torch.cuda.is_available()
