@@ -15,15 +15,16 @@
 # torch 2.11 cu130; KINDS.md). Start-up and the copy of the checkout: ~2-4 minutes. Then:
 #
 #   step        limit  what it gives (most worth having first)
-#   install       45 s  only the modules that do not import, --no-deps, from shared/wheels
+#   install       75 s  30 s to see what does not import, 45 s of pip (--no-deps, shared/wheels)
 #   preflight     30 s  data, weights, clips, ffmpeg, modules, GPU: one line each, exit 2
-#   pose         110 s  pipeline vs predict vs forward, fp16, batch 128 (goal >= 0.5x forward)
-#   train         45 s  T-MOR step vs supervised step vs inference, bf16, batch 256
-#   embed         60 s  pipeline vs forward, ViT-B-32 (random weights); naive loop on 32 clips
-#   reader        45 s  reader samples/s per worker (and 8 workers) vs the train step
-#   pose_null     50 s  the pipeline's own cost per CPU core, stand-in network
-#   total        385 s  = 6.4 minutes: under 8 after start-up. A step added below fits in the
-#                       95 s left of the 480 (each step is one `step LIMIT NAME CMD` block).
+#   pose         100 s  pipeline vs predict vs forward, fp16, batch 128 (goal >= 0.5x forward)
+#   train         60 s  T-MOR step vs supervised step vs inference, bf16, batch 256; a tiny
+#                       run stopped after epoch 1 and resumed (DBSCAN on the GPU, checkpoint)
+#   embed         55 s  pipeline vs forward, ViT-B-32 (random weights); naive loop on 32 clips
+#   reader        40 s  reader samples/s per worker (and 8 workers) vs the train step
+#   pose_null     45 s  the pipeline's own cost per CPU core, stand-in network
+#   total        405 s  = 6.75 minutes: under 8 after start-up. A step added below fits in the
+#                       75 s left of the 480 (each step is one `step LIMIT NAME CMD` block).
 #
 # A stopped step costs its limit and nothing else: its log's tail goes into the JSON and the next
 # step runs. Environment: TMOR_DATA (default shared/data in the checkout, else ../shared/data),
@@ -38,14 +39,18 @@ OUT_JSON="${1:-${OUT:-.}/gpu_bench.json}"
 PYTHON="${PYTHON:-python3}"
 SECONDS_PER_CLIP=6  # pose, pose_null and embed: the clips PREPARE encodes
 if [ -z "${TMOR_DATA:-}" ]; then
-  for d in shared/data ../shared/data; do [ -d "$d" ] && TMOR_DATA="$(cd "$d" && pwd)" && break; done
+  for d in shared/data ../shared/data; do
+    [ -d "$d" ] && TMOR_DATA="$(cd "$d" && pwd)" && break
+  done
 fi
 export TMOR_DATA="${TMOR_DATA:-$PWD/shared/data}" YOLO_OFFLINE=1 PYTHONUNBUFFERED=1
 [ -d shared/fetched ] && export TMOR_FETCHED="${TMOR_FETCHED:-$PWD/shared/fetched}"
 [ -d shared/wheels ] && PIP_ARGS="${PIP_ARGS:---no-index --find-links shared/wheels}"
 PIP_ARGS="${PIP_ARGS:-}"
 if [ -n "${VENV:-}" ]; then
-  [ -x "$VENV/bin/python" ] || [ "$DRY_RUN" = 1 ] || "$PYTHON" -m venv --system-site-packages "$VENV"
+  if [ ! -x "$VENV/bin/python" ] && [ "$DRY_RUN" != 1 ]; then
+    "$PYTHON" -m venv --system-site-packages "$VENV"  # sees the system's torch, not a venv's
+  fi
   PY="$VENV/bin/python" SITE=""
 else
   PY="$PYTHON" SITE="${SITE:-${TMPDIR:-/tmp}/tmor-gpu-site}"
@@ -90,7 +95,7 @@ if [ "$DRY_RUN" != 1 ]; then
     timeout 300 "$PY" -m pip install -q $PIP_ARGS ${SITE:+--target "$SITE"} \
       torch==2.14.1 torchvision==0.29.1 || echo "install: torch failed"
   fi
-  missing="$(timeout 60 "$PY" bench/gpu_support.py missing || true)"
+  missing="$(timeout 30 "$PY" bench/gpu_support.py missing || true)"
   if [ -n "$missing" ]; then
     echo "installing: $missing"
     # shellcheck disable=SC2086  # a list of requirements
@@ -102,31 +107,35 @@ if [ "$DRY_RUN" != 1 ]; then
     [ -n "$exe" ] && ln -sf "$exe" "$WORK/bin/ffmpeg"
   fi
   # 2. preflight: one line per missing thing, then stop before the timed steps
-  timeout 60 "$PY" bench/gpu_support.py preflight $([ "$SMOKE" = 1 ] && echo --smoke) || {
+  timeout 30 "$PY" bench/gpu_support.py preflight $([ "$SMOKE" = 1 ] && echo --smoke) || {
     echo "gpu.sh: preflight failed after $(( $(date +%s) - T0 )) s: nothing measured" >&2
     exit 2; }
 fi
 
 # 3. pose: pipeline vs batched predict vs forward alone (fp16 on CUDA, batch 128)
-step 110 pose "$PY" bench/pose.py --device "$DEVICE" --json "$WORK/pose.json" $(size \
+step 100 pose "$PY" bench/pose.py --device "$DEVICE" --json "$WORK/pose.json" $(size \
   "--seconds $SECONDS_PER_CLIP --copies 4 --batch-size 128 --decode-workers 8 --repeats 3" \
   "--seconds 0.5 --clips basketball_two_person.mp4 --imgsz 320 --batch-size 8 --repeats 1")
-# 4. the T-MOR training step vs a supervised step vs inference (bf16 autocast on CUDA)
-step 45 train "$PY" bench/train.py --device "$DEVICE" --amp bf16 --json "$WORK/train.json" $(size \
+# 4. the T-MOR training step vs a supervised step vs inference (bf16 autocast on CUDA), resume
+step 60 train "$PY" bench/train.py --device "$DEVICE" --amp bf16 --resume-check \
+  --json "$WORK/train.json" $(size \
   "--batch 256 --frames 64 --steps 10 --repeats 3" \
   "--batch 8 --frames 32 --steps 1 --repeats 1 --base-channels 8")
 # 5. embed: pipeline vs forward alone, a ViT-B-32-sized open_clip model (random weights)
-step 60 embed "$PY" bench/embed.py --device "$DEVICE" --json "$WORK/embed.json" $(size \
-  "--model vitb32 --clips 256 --naive-clips 32 --batch-size 64 --decode-threads 8 --seconds $SECONDS_PER_CLIP --repeats 3" \
+step 55 embed "$PY" bench/embed.py --device "$DEVICE" --json "$WORK/embed.json" $(size \
+  "--model vitb32 --clips 256 --naive-clips 32 --batch-size 64 --decode-threads 8 --repeats 3
+   --seconds $SECONDS_PER_CLIP" \
   "--model tiny --clips 4 --naive-clips 2 --batch-size 4 --seconds 1 --repeats 1")
 # 6. the trainer's reader: samples/s per worker and with 8 workers
-step 45 reader env OMP_NUM_THREADS=1 "$PY" bench/reader.py --json "$WORK/reader.json" $(size \
+step 40 reader env OMP_NUM_THREADS=1 "$PY" bench/reader.py --json "$WORK/reader.json" $(size \
   "--samples 2048 --all-workers 8 --runs 3" \
   "--samples 128 --all-workers 2 --batches 2 --runs 1")
 # 7. the pose pipeline's own cost: stand-in network, one decode worker, torch on one thread
-step 50 pose_null env OMP_NUM_THREADS=1 "$PY" bench/pose.py --device "$DEVICE" --null-model \
-  --json "$WORK/pose_null.json" $(size "--seconds $SECONDS_PER_CLIP --copies 2 --batch-size 128 --repeats 3" \
+step 45 pose_null env OMP_NUM_THREADS=1 "$PY" bench/pose.py --device "$DEVICE" --null-model \
+  --json "$WORK/pose_null.json" $(size \
+  "--seconds $SECONDS_PER_CLIP --copies 2 --batch-size 128 --repeats 3" \
   "--seconds 0.5 --clips basketball_two_person.mp4 --imgsz 320 --batch-size 8 --repeats 1")
 
-[ "$DRY_RUN" = 1 ] && { echo "dry run: nothing measured"; exit 0; }
+[ "$DRY_RUN" = 1 ] && { rm -rf "$WORK"; echo "dry run: nothing measured"; exit 0; }
+echo "logs: $WORK"
 "$PY" bench/gpu_support.py summary "$WORK" "$OUT_JSON" "$T0" "${STEPS[@]}"

@@ -3,7 +3,9 @@
 - baseline: a plain supervised UNIK step (one view, linear classifier, cross-entropy), the
   reference recipe's training step;
 - tmor: the stage-1 T-MOR step (two augmented views, mm + mv heads, queue, cluster-guided loss);
-- inference: the corpus embedding pass (no grad), for the per-epoch re-clustering.
+- inference: the corpus embedding pass (no grad), for the per-epoch re-clustering;
+- ``--resume-check``: a tiny 2-epoch pre-training run on the device (reader, steps, DBSCAN at the
+  epoch's end, checkpoint), stopped after epoch 1 and resumed from its checkpoint.
 
 Real skeleton windows (shared NTU + FallFree samples, 3D, 25 joints; from ``$TMOR_DATA``, else
 ../shared/data beside the checkout) at the reference width. Medians of --repeats timed runs of
@@ -52,6 +54,35 @@ def real_batch(n: int, frames: int, dim: int) -> dict:
             "index": torch.arange(n), "key": [str(i) for i in range(n)], "label": [None] * n}
 
 
+def resume_check(device: str) -> dict:
+    """A 2-epoch run of 4 steps each on windows of the real skeletons, stopped after epoch 1 and
+    resumed from ``last.pt``: whether it resumed, and the seconds of each part."""
+    import tempfile
+
+    from _windows import skeleton_windows, write_window_corpus
+
+    from tmor.train.config import PretrainConfig
+    from tmor.train.pretrain import run_pretrain
+
+    with tempfile.TemporaryDirectory() as tmp:
+        shards = write_window_corpus(tmp, skeleton_windows(str(DATA), frames=16, stride=8))
+
+        def run(epochs: int) -> tuple[dict, float]:
+            cfg = PretrainConfig(shards=shards, out_dir=f"{tmp}/run", frames=16, layout=None,
+                                 channels=3, max_persons=1, batch_size=16, num_workers=0,
+                                 shuffle_buffer=32, epoch_samples=64, base_channels=8,
+                                 proj_dim=32, hidden_dim=64, epochs=epochs, queue_size=32,
+                                 eps=0.005, min_samples=4, warmup_steps=1, device=device,
+                                 log_every=2)
+            t0 = time.perf_counter()
+            return run_pretrain(cfg), time.perf_counter() - t0
+
+        first, t1 = run(1)
+        second, t2 = run(2)
+    return {"resumed": bool(second["resumed"]), "steps": [first["steps"], second["steps"]],
+            "loss": second["loss"], "seconds": [round(t1, 1), round(t2, 1)]}
+
+
 def timed(fn, steps: int, repeats: int, device: torch.device) -> float:
     fn()  # warm-up
     rates = []
@@ -77,6 +108,8 @@ def main() -> None:
     ap.add_argument("--amp", default="none", help="bf16 | fp16 | none (CUDA)")
     ap.add_argument("--base-channels", type=int, default=64)
     ap.add_argument("--json", default=None, help="write the figures to this file")
+    ap.add_argument("--resume-check", action="store_true",
+                    help="also a tiny 2-epoch run stopped after epoch 1 and resumed")
     args = ap.parse_args()
 
     from tmor.devices import resolve_device
@@ -132,6 +165,12 @@ def main() -> None:
           f"(x{t_sup / t_tmor:.2f} of baseline)")
     print(f"inference (embedding pass):     {n / t_inf:8.1f} samples/s "
           f"(x{t_sup / t_inf:.2f} of baseline)")
+    resume = None
+    if args.resume_check:
+        resume = resume_check(str(dev))
+        print(f"resume check: {resume}")
+        if not (resume["resumed"] and resume["steps"] == [4, 8]):
+            raise SystemExit(f"bench/train.py: error: the resume check failed: {resume}")
     if args.json:
         Path(args.json).write_text(json.dumps({
             "bench": "train", "device": str(dev), "amp": args.amp if amp_on else "none",
@@ -140,7 +179,7 @@ def main() -> None:
             "supervised_samples_per_s": round(n / t_sup, 1),
             "tmor_step_samples_per_s": round(n / t_tmor, 1),
             "inference_samples_per_s": round(n / t_inf, 1),
-            "tmor_over_supervised": round(t_sup / t_tmor, 3)}, indent=1))
+            "tmor_over_supervised": round(t_sup / t_tmor, 3), "resume": resume}, indent=1))
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ def test_smoke_runs_every_step_and_writes_one_json(tmp_path: Path) -> None:
         for k in keys:
             assert isinstance(doc[name][k], (int, float)) and doc[name][k] > 0, (name, k)
     assert doc["goals"]["reader_worker_over_train_step"] > 0
+    assert doc["train"]["resume"]["resumed"] is True  # a run stopped after epoch 1, resumed
 
 
 def test_preflight_names_each_missing_thing_before_any_step(tmp_path: Path) -> None:
