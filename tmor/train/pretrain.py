@@ -144,7 +144,7 @@ class Trainer:
         # rows of the steps not yet logged: (row, names of its tensors, their values, samples,
         # seconds of the step on the host)
         self._pending: list[tuple[dict[str, Any], list[str], torch.Tensor, int, float]] = []
-        self._flushed_at: float | None = None
+        self._interval_start: float | None = None
         self.corpus: dict[str, Any] = {}  # index hash of the shards (set by run_pretrain)
 
     def _load_init(self, url: str) -> None:
@@ -166,8 +166,8 @@ class Trainer:
         the steps since its last call into numbers with one copy."""
         cfg, dev = self.cfg, self.ctx.device
         t0 = time.perf_counter()
-        if self._flushed_at is None:
-            self._flushed_at = t0
+        if self._interval_start is None:
+            self._interval_start = t0
         index_host = batch["index"].cpu()
         if (index_host < 0).any():  # checked on the host copy: no device round trip
             raise ValueError("samples without a global index: the shard folder needs its "
@@ -247,18 +247,18 @@ class Trainer:
 
     def flush_rows(self) -> list[dict[str, Any]]:
         """The rows of the steps since the last call, every statistic a number (one device copy
-        for all of them). ``samples_per_s``: on CUDA the interval's mean (its steps' samples
-        over the wall time since the previous flush, which the copy waits for), on the CPU each
-        step's own."""
+        for all of them). ``samples_per_s``: on a GPU the interval's mean (its steps' samples
+        over the wall time from the start of its first step to this copy, which waits for the
+        device), on the CPU each step's own."""
         if not self._pending:
             return []
         pending, self._pending = self._pending, []
         values = torch.stack([p[2] for p in pending]).cpu().tolist()
-        now = time.perf_counter()
         interval = None
-        if self.ctx.device.type != "cpu" and self._flushed_at is not None:
-            interval = sum(p[3] for p in pending) / max(now - self._flushed_at, 1e-9)
-        self._flushed_at = now
+        if self.ctx.device.type != "cpu" and self._interval_start is not None:
+            seconds = time.perf_counter() - self._interval_start
+            interval = sum(p[3] for p in pending) / max(seconds, 1e-9)
+        self._interval_start = None  # the next interval starts with its first step
         rows = []
         for (row, names, _, samples, seconds), vals in zip(pending, values, strict=True):
             out = {**row, **dict(zip(names, vals, strict=True))}

@@ -71,7 +71,8 @@ class DevicePose:
         #: the device's stream API (torch.cuda; torch.cpu's stand-ins run the same code) and the
         #: side stream that uploads prepared batches (None: copied when run)
         self.streams: Any = torch.get_device_module(self.device)
-        self.upload_stream: Any = self.streams.Stream() if self.device.type == "cuda" else None
+        self.upload_stream: Any = (self.streams.Stream(self.device) if self.device.type == "cuda"
+                                   else None)
         #: pinned buffers used in turn: one being filled, one queued, one on the device
         self._buffers: list[torch.Tensor | None] = [None, None, None]
         self._turn = 0
