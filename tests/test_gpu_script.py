@@ -39,8 +39,8 @@ def test_smoke_runs_every_step_and_writes_one_json(tmp_path: Path) -> None:
     r = _run(out, 600, SMOKE="1", TMOR_DATA=str(DATA), OMP_NUM_THREADS="1")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     doc = json.loads(out.read_text())
-    assert doc["smoke"] is True and list(doc["steps"]) == [
-        "pose", "train", "embed", "reader", "pose_null"]
+    assert doc["smoke"] is True and list(doc["steps"])[0] == "pose"  # the most worth having
+    assert set(SECTIONS) <= set(doc["steps"])
     for name, keys in SECTIONS.items():
         assert doc["steps"][name]["rc"] == 0
         for k in keys:
@@ -68,4 +68,4 @@ def test_dry_run_lists_every_step(tmp_path: Path) -> None:
     r = _run(tmp_path / "gpu.json", 60, DRY_RUN="1")
     assert r.returncode == 0, r.stderr
     steps = [line.split()[1] for line in r.stdout.splitlines() if line.startswith("== ")]
-    assert steps == ["install", "pose", "train", "embed", "reader", "pose_null"]
+    assert steps[:2] == ["install", "pose"] and set(SECTIONS) <= set(steps)
