@@ -174,10 +174,11 @@ def prepare(source: Path, seconds: list[float], wheels: bool) -> int:
     GPU image lacks (``shared/wheels``, cp312 manylinux). Returns the bytes written."""
     dst = ROOT / "shared"
     data = dst / "data"
-    (data / "models").mkdir(parents=True, exist_ok=True)
-    shutil.copy2(source / "models" / "yolo11n-pose.pt", data / "models")
-    for sub in ("videos", "skeletons"):
-        shutil.copytree(source / sub, data / sub, dirs_exist_ok=True)
+    if source.resolve() != data.resolve():  # a second PREPARE finds it there already
+        (data / "models").mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source / "models" / "yolo11n-pose.pt", data / "models")
+        for sub in ("videos", "skeletons"):
+            shutil.copytree(source / sub, data / sub, dirs_exist_ok=True)
     sys.path.insert(0, str(ROOT / "tests"))
     from _fetched import cached_name, fetch_encode
 
