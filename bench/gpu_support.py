@@ -186,7 +186,9 @@ def prepare(source: Path, seconds: list[float], wheels: bool) -> int:
     clips = sorted(p for p in (data / "videos").iterdir() if p.suffix in (".mp4", ".avi"))
     for s in seconds:
         for clip in clips:
-            fetch_encode(clip, dst / "fetched" / cached_name(clip, s), s)
+            out = dst / "fetched" / cached_name(clip, s)
+            if not out.is_file():
+                fetch_encode(clip, out, s)
     if wheels:
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
                         "--only-binary=:all:", "--python-version", "3.12", "--implementation",
