@@ -1,6 +1,7 @@
 """Reader throughput: samples/s of the streaming reader per worker and with one worker per core.
 
-Builds a triplet corpus in a temporary folder from the real skeletons of ../shared/data (COCO-17
+Builds a triplet corpus in a temporary folder from the real skeletons of the shared data folder
+(``$TMOR_DATA``, else ../shared/data beside the checkout; COCO-17
 pixel keypoints as the pose stage writes them, 768-d float16 video / text embeddings as ViCLIP
 gives), replicated under distinct keys to ``--samples`` samples in shards of ``--shard-size``.
 Then, in the same run:
@@ -39,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-SKELETONS = ROOT.parent / "shared" / "data" / "skeletons"
+SKELETONS = Path(os.environ.get("TMOR_DATA") or ROOT.parent / "shared" / "data") / "skeletons"
 H100_STEP_SAMPLES_PER_S = 2200.0
 
 
@@ -65,6 +66,9 @@ def build_corpus(root: str, samples: int, shard_size: int, skeletons: Path = SKE
     from tmor.shards.writer import write_triplet_shards
 
     seqs = real_sequences(skeletons)
+    if not seqs:
+        raise SystemExit(f"bench/reader.py: error: no skeleton files (*/*.csv, *.npy) under "
+                         f"{skeletons}")
     rng = np.random.default_rng(0)
 
     def gen():
@@ -155,7 +159,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = ap.parse_args()
     if not args.data.exists():
-        sys.exit(f"real skeletons not found at {args.data}")
+        sys.exit(f"bench/reader.py: error: real skeletons not found at {args.data} (set "
+                 "TMOR_DATA or --data)")
     _setup_imports(args.repo.resolve())
     import torch
 

@@ -126,7 +126,7 @@ def _steps(corpus: str, ctx) -> dict:
 
     for b in batches:
         part = {k: (v[ctx.rank * n:(ctx.rank + 1) * n]) for k, v in b.items()}
-        losses.append(tr.train_step(part)["loss"])
+        losses.append(float(tr.train_step(part)["loss"]))
         first = first or params()
     return {"losses": losses, "params": params(), "params1": first,
             "bn": tr.encoder.data_bn.running_mean.tolist(),

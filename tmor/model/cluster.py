@@ -34,8 +34,8 @@ log = logging.getLogger(__name__)
 # an int32 root per entry for the masked min / max (4), and slack for the allocator (1)
 BLOCK_BYTES_PER_ENTRY = 10
 # bytes per point kept on the device besides the embedding: degree (int32), parent (int64),
-# cluster label (int64), border best label (int64)
-POINT_BYTES = 28
+# cluster label (int32), border best label (int32)
+POINT_BYTES = 20
 
 
 @dataclass
@@ -283,6 +283,9 @@ class _Engine:
         self.thr = 1.0 - eps
         self.small = self.n < 2**31 - 1
         self.big = self.n + 1
+        # labels and counts in int32 (n < 2^31): a bool tile summed or a label tile selected
+        # is written at 4 bytes per entry, not 8
+        self.label_dtype = torch.int32 if self.small else torch.int64
 
     def cols(self, b: Block):
         t = self.torch
@@ -300,14 +303,14 @@ class _Engine:
 
     def degrees(self, blocks: list[Block]):
         t = self.torch
-        deg = t.zeros(self.n, dtype=t.int64, device=self.dev)
+        deg = t.zeros(self.n, dtype=t.int32, device=self.dev)  # at most n < 2^31 neighbours
         for b in blocks:
             cols = self.cols(b)
             m = self.mask(b, cols)
-            deg[b.r0:b.r1] += m.sum(1)
+            deg[b.r0:b.r1] += m.sum(1, dtype=t.int32)
             k = b.r1 - b.r0 if b.self_first else 0
             if m.shape[1] > k:
-                deg.index_add_(0, cols[k:], m[:, k:].sum(0))
+                deg.index_add_(0, cols[k:], m[:, k:].sum(0, dtype=t.int32))
             del m
         return deg
 
@@ -353,7 +356,7 @@ class _Engine:
     def labels(self, core, uf: _UnionFind, order: np.ndarray | None):
         """Cluster ids of the core points, numbered by their smallest original index."""
         t = self.torch
-        lab = t.full((self.n,), -1, dtype=t.int64, device=self.dev)
+        lab = t.full((self.n,), -1, dtype=self.label_dtype, device=self.dev)
         core_idx = t.nonzero(core).flatten()
         if len(core_idx) == 0:
             return lab
@@ -364,7 +367,7 @@ class _Engine:
         first.scatter_reduce_(0, inv, orig, reduce="amin")
         rank = t.empty_like(first)
         rank[t.argsort(first)] = t.arange(len(first), device=self.dev)
-        lab[core_idx] = rank[inv]
+        lab[core_idx] = rank[inv].to(lab.dtype)
         return lab
 
     def borders(self, blocks: list[Block], core, deg, lab) -> None:
@@ -373,7 +376,7 @@ class _Engine:
         border = ~core & (deg > 1)
         if not bool(border.any()):
             return
-        best = t.full((self.n,), self.big, dtype=t.int64, device=self.dev)
+        best = t.full((self.n,), self.big, dtype=self.label_dtype, device=self.dev)
         for b in blocks:
             br, cr = border[b.r0:b.r1], core[b.r0:b.r1]
             if not bool((br | cr).any()):
@@ -410,11 +413,11 @@ def dbscan_cosine(x: np.ndarray, eps: float = 0.1, min_samples: int = 10,
     centroids; ``block``: the side of the leftover tiles), much faster on clustered data;
     "auto": brute on CUDA when available, else pruned (20,000 points or more) or CPU brute.
     """
+    import torch
+
     t0 = time.perf_counter()
     n, d = x.shape
     if backend == "auto":
-        import torch
-
         if torch.cuda.is_available():
             backend, device = "brute", "cuda"
         else:
@@ -454,7 +457,11 @@ def dbscan_cosine(x: np.ndarray, eps: float = 0.1, min_samples: int = 10,
     eng.borders(blocks, core, deg, lab)
     log.debug("dbscan: blocks %.1fs, counts %.1fs, unions %.1fs, borders %.1fs", t1 - t0,
               t2 - t1, t3 - t2, time.perf_counter() - t3)
-    labels = lab.cpu().numpy()
+    labels = lab.cpu().numpy().astype(np.int64)
+    n_core, n_edges = int(core.sum()), int(deg.sum(dtype=torch.int64))
+    del eng, deg, core, lab
+    if torch.device(device).type == "cuda":  # hand the tiles' cached memory back (NCCL,
+        torch.cuda.empty_cache()              # the next epoch's batches need it)
     if order is not None:
         out = np.empty_like(labels)
         out[order] = labels
@@ -462,7 +469,7 @@ def dbscan_cosine(x: np.ndarray, eps: float = 0.1, min_samples: int = 10,
     n_clusters = int(labels.max()) + 1 if len(labels) else 0
     res = DBSCANResult(labels=labels, n_clusters=n_clusters,
                        noise_fraction=float((labels < 0).mean()) if len(labels) else 0.0,
-                       n_core=int(core.sum()), n_edges=int(deg.sum()),
+                       n_core=n_core, n_edges=n_edges,
                        seconds=time.perf_counter() - t0, block=side)
     log.info("dbscan (%s, %s): %d points, %d clusters, noise %.3f, %d pairs, %d blocks, %.1fs",
              backend, device, len(labels), res.n_clusters, res.noise_fraction, res.n_edges,

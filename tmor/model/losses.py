@@ -31,9 +31,9 @@ def effective_clusters(index: torch.Tensor, table: torch.Tensor | None) -> torch
     if table is None or table.numel() == 0:
         return own
     table = table.to(index.device)
+    # a gather at a clamped index, then a select: no boolean indexing, so no device read
     inside = index < table.numel()
-    lab = torch.full_like(index, -1)
-    lab[inside] = table[index[inside]].long()
+    lab = torch.where(inside, table[index.clamp(max=table.numel() - 1)].long(), -1)
     return torch.where(lab >= 0, lab, own)
 
 
@@ -51,18 +51,20 @@ def cluster_contrastive_loss(query: torch.Tensor, cands: torch.Tensor,
                              temperature: float = 0.07,
                              query_valid: torch.Tensor | None = None,
                              cand_valid: torch.Tensor | None = None,
-                             ) -> tuple[torch.Tensor, dict[str, float]]:
+                             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Multi-positive InfoNCE of queries (N, D) against candidates (K, D).
 
     ``query`` and ``cands`` are normalized here (cosine similarity). ``cand_valid`` drops
     candidates (e.g. samples without a video embedding); ``query_valid`` drops queries. Returns
-    the loss and statistics (mean positives and negatives per query, queries used).
+    the loss and statistics as 0-d tensors on the queries' device (mean positives and
+    negatives per query, queries used): nothing here reads a value back to the host.
     """
     q = torch.nn.functional.normalize(query.float(), dim=-1)
     c = torch.nn.functional.normalize(cands.float(), dim=-1)
     logits = q @ c.t() / temperature
-    if cand_valid is not None:
-        logits = logits.masked_fill(~cand_valid[None, :], float("-inf"))
+    if cand_valid is not None:  # the lowest float, not -inf: a row of only dropped candidates
+        # stays finite (its softmax is uniform, its gradient zero), and exp() of it is 0
+        logits = logits.masked_fill(~cand_valid[None, :], torch.finfo(logits.dtype).min)
     pos = positive_mask(query_cluster, cand_cluster, cand_valid)
     npos = pos.sum(1)
     rows = npos > 0
@@ -71,15 +73,15 @@ def cluster_contrastive_loss(query: torch.Tensor, cands: torch.Tensor,
     log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
     log_prob = log_prob.masked_fill(~pos, 0.0)
     per_query = -log_prob.sum(1) / npos.clamp_min(1)
-    used = int(rows.sum())
-    if used:
-        loss = per_query[rows].mean()
-    else:  # no usable query: an exact 0 that keeps the graph (DDP) and never NaN (-inf * 0)
-        loss = (q.sum() + c.sum()) * 0.0
-    nvalid = int(cand_valid.sum()) if cand_valid is not None else c.shape[0]
+    used = rows.sum()
+    # the mean over the used queries; exactly 0 with zero gradients when there is none
+    loss = torch.where(rows, per_query, 0.0).sum() / used.clamp_min(1)
+    nvalid = (cand_valid.sum() if cand_valid is not None
+              else torch.full((), float(c.shape[0]), device=q.device))
+    positives = torch.where(rows, npos, 0).sum() / used.clamp_min(1)
     stats = {
-        "queries": float(used),
-        "positives": float(npos[rows].float().mean()) if used else 0.0,
-        "negatives": float(nvalid - npos[rows].float().mean()) if used else 0.0,
+        "queries": used.float(),
+        "positives": positives.float(),
+        "negatives": torch.where(used > 0, nvalid.to(positives) - positives, 0.0).float(),
     }
     return loss, stats

@@ -101,10 +101,13 @@ class SpatialUnit(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, t, v = x.shape
         y = None
+        # theta . phi / (C_e T), with both factors scaled by (C_e T)^-1/2 before the product:
+        # the sum of C_e T products then cannot pass fp16's 65,504 under autocast
+        scale = (self.inter * t) ** -0.5
         for h in range(self.num_heads):
-            q = self.theta[h](x).reshape(n, self.inter * t, v)
-            k = self.phi[h](x).reshape(n, self.inter * t, v)
-            att = torch.softmax(q.transpose(1, 2) @ k / (self.inter * t), dim=-2)  # (n, v, v)
+            q = self.theta[h](x).reshape(n, self.inter * t, v) * scale
+            k = self.phi[h](x).reshape(n, self.inter * t, v) * scale
+            att = torch.softmax(q.transpose(1, 2) @ k, dim=-2)  # (n, v, v)
             a = att + self.dep[h]
             z = self.out[h]((x.reshape(n, c * t, v) @ a).reshape(n, c, t, v))
             y = z if y is None else y + z

@@ -73,6 +73,9 @@ class ReaderConfig:
     resample: bool = False  # draw shards with replacement (needs epoch_samples), as open_clip
     persistent_workers: bool = True  # fork DataLoader workers once, not every epoch
     prefetch_factor: int = 4  # batches each worker keeps ready
+    # batches in page-locked memory, so that ``.to(cuda, non_blocking=True)`` really overlaps
+    # (the trainer sets it when its device is CUDA; pinning needs a CUDA build with a GPU)
+    pin_memory: bool = False
 
 
 def index_location(url: str) -> str | None:
@@ -359,6 +362,7 @@ class TripletLoader:
                 persistent_workers=bool(workers and cfg.persistent_workers),
                 prefetch_factor=cfg.prefetch_factor if workers else None,
                 multiprocessing_context="fork" if workers and os.name == "posix" else None,
+                pin_memory=cfg.pin_memory and torch.cuda.is_available(),
             )
         return self._loader
 

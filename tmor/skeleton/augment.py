@@ -36,8 +36,9 @@ def temporal_crop(x: torch.Tensor, gen: torch.Generator, min_ratio: float = 0.5,
 
     n, c, t, v, m = x.shape
     ratio = min_ratio + (1 - min_ratio) * _draw(gen, n, total, offset)
-    length = (ratio * t).clamp(min=1).to(x.device)
-    start = _draw(gen, n, total, offset).to(x.device) * (t - length)
+    # host-drawn parameters go to the device without waiting for it (non_blocking)
+    length = (ratio * t).clamp(min=1).to(x.device, non_blocking=True)
+    start = _draw(gen, n, total, offset).to(x.device, non_blocking=True) * (t - length)
     # fractional source frame for every output frame, linear interpolation between neighbours
     pos = start[:, None] + length[:, None] * (torch.arange(t, device=x.device) + 0.5)[None] / t
     pos = (pos - 0.5).clamp(0, t - 1)
@@ -86,7 +87,7 @@ def spatial_transform(x: torch.Tensor, gen: torch.Generator, max_deg: float = 30
     k = 3 if c == 3 else 2
     r = _draw(gen, n, total, offset, k if k == 3 else 2)
     mat = _rotation(r, max_deg) if k == 3 else _shear(r, max_shear)
-    mat = mat.to(x)
+    mat = mat.to(x.device, x.dtype, non_blocking=True)
     xyz = torch.einsum("nij,njtvm->nitvm", mat, x[:, :k])
     return torch.cat([xyz, x[:, k:]], 1) if c > k else xyz
 

@@ -109,7 +109,8 @@ class PretrainConfig:
     dist_timeout_min: float = 120.0     # process-group timeout; covers embedding + clustering
     # checkpoints, logging, reproducibility
     ckpt_every: int = 1000              # steps; 0: only at the end of each epoch
-    log_every: int = 10
+    log_every: int = 10                 # steps per log line and metrics.csv write: the steps'
+                                        # statistics come off the device once per interval
     seed: int = 0
     deterministic: bool = False
     device: str = "auto"

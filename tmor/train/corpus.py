@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 
+from tmor.devices import resolve_device
 from tmor.train.config import PretrainConfig
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,8 @@ def reader_config(cfg: PretrainConfig, train: bool = True):
         channels=cfg.channels, shuffle_buffer=cfg.shuffle_buffer if train else 0,
         seed=cfg.seed, epoch_samples=cfg.epoch_samples if train else None,
         num_workers=cfg.num_workers, batch_size=cfg.batch_size if train else cfg.embed_batch_size,
-        augment=False, drop_last=train)
+        augment=False, drop_last=train,
+        pin_memory=resolve_device(cfg.device).startswith("cuda"))
 
 
 _PASS_LOADERS: dict[tuple[str, str], object] = {}

@@ -47,13 +47,11 @@ def init_distributed(device: str = "auto", timeout_s: float = 7200.0) -> DistCon
     gloo group of the same ranks is made too: rank 0 gathers the embeddings and the other
     ranks wait for the labels on it, blocked in a socket rather than in an NCCL kernel.
     """
-    device = resolve_device(device)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = torch.device(device)
+    dev = rank_device(device, world, local)
     if dev.type == "cuda":
-        dev = torch.device("cuda", local)
         torch.cuda.set_device(dev)
     cpu_group = None
     if world > 1:
@@ -63,6 +61,19 @@ def init_distributed(device: str = "auto", timeout_s: float = 7200.0) -> DistCon
         if dist.get_backend() != "gloo":
             cpu_group = dist.new_group(backend="gloo", timeout=timeout)
     return DistContext(rank, world, local, dev, cpu_group)
+
+
+def rank_device(device: str, world: int, local_rank: int) -> torch.device:
+    """This process's device: under torchrun with several ranks a CUDA device is the local
+    rank's GPU (``cuda`` / ``cuda:K`` alike); alone, the device as named (``cuda:1`` stays
+    GPU 1, ``cuda`` / ``auto`` is GPU 0)."""
+    dev = torch.device(resolve_device(device))
+    if dev.type == "cuda" and world > 1:
+        if dev.index not in (None, 0, local_rank):
+            log.warning("device %s ignored under torchrun: rank %d uses its local GPU %d",
+                        device, local_rank, local_rank)
+        return torch.device("cuda", local_rank)
+    return dev
 
 
 def gather_to_main(arrays: dict[str, np.ndarray], ctx: DistContext,
@@ -224,12 +235,24 @@ def sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
     return module
 
 
-def all_mean(values: list[float], device: torch.device) -> list[float]:
-    """Average of per-rank scalars over ranks (for logging)."""
+def mean_over_ranks(t: torch.Tensor) -> torch.Tensor:
+    """The mean of ``t`` over ranks (for logging), left on its device: the all-reduce is queued
+    like any other kernel (NCCL), so nothing here waits for the device."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return values
-    t = torch.tensor(values, dtype=torch.float64, device=device)
+        return t
+    t = t.clone()
     dist.all_reduce(t)
-    return (t / dist.get_world_size()).tolist()
+    return t / dist.get_world_size()
 
 
+def gather_host(x: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """Every rank's CPU tensor ``x`` (same shape on each), concatenated along the last dim in
+    rank order, over the CPU group: host-side facts (which samples have a video embedding) of
+    the global batch without a device round trip. ``x`` itself when alone."""
+    if not ctx.enabled:
+        return x
+    flat = x.to(torch.uint8) if x.dtype == torch.bool else x  # gloo has no bool
+    parts = [torch.empty_like(flat) for _ in range(ctx.world)]
+    dist.all_gather(parts, flat.contiguous(), group=ctx.cpu_group)
+    out = torch.cat(parts, -1)
+    return out.bool() if x.dtype == torch.bool else out

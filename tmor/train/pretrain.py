@@ -15,6 +15,7 @@ labels, RNG states and the reader position (epoch, batches consumed).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -41,7 +42,14 @@ from tmor.train.corpus import (
     reader_config,
     usable_pairs,
 )
-from tmor.train.dist import DistContext, all_mean, gather, init_distributed, sync_batchnorm
+from tmor.train.dist import (
+    DistContext,
+    gather,
+    gather_host,
+    init_distributed,
+    mean_over_ranks,
+    sync_batchnorm,
+)
 from tmor.train.guidance import batch_dominated, plan_schedule
 from tmor.train.recluster import GUIDE_FIELDS, recluster
 from tmor.train.runlog import (
@@ -133,6 +141,10 @@ class Trainer:
         self.queues = {p: FeatureQueue(cfg.queue_size, cfg.proj_dim, dev) for p in self.pairs}
         self.table: torch.Tensor | None = None  # global index -> cluster (-1 noise)
         self.step = self.epoch = self.step_in_epoch = 0
+        # rows of the steps not yet logged: (row, names of its tensors, their values, samples,
+        # seconds of the step on the host)
+        self._pending: list[tuple[dict[str, Any], list[str], torch.Tensor, int, float]] = []
+        self._interval_start: float | None = None
         self.corpus: dict[str, Any] = {}  # index hash of the shards (set by run_pretrain)
 
     def _load_init(self, url: str) -> None:
@@ -145,10 +157,21 @@ class Trainer:
         log.info("initialized from %s", url)
 
     # -- one step ------------------------------------------------------------------------------
-    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
-        """One optimizer step on this rank's part of the global batch; global-mean stats."""
+    def train_step(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """One optimizer step on this rank's part of the global batch.
+
+        Returns the step's row: ``lr`` and ``guided`` as numbers, the global-mean statistics
+        (``loss``, ``loss_<pair>``, ``pos_<pair>``) as 0-d tensors on the device, so that a step
+        never waits for the device (reading one does); :meth:`flush_rows` turns the rows of
+        the steps since its last call into numbers with one copy."""
         cfg, dev = self.cfg, self.ctx.device
         t0 = time.perf_counter()
+        if self._interval_start is None:
+            self._interval_start = t0
+        index_host = batch["index"].cpu()
+        if (index_host < 0).any():  # checked on the host copy: no device round trip
+            raise ValueError("samples without a global index: the shard folder needs its "
+                             "index.parquet (tmor.shards.index.write_index)")
         x = batch["pose"].to(dev, non_blocking=True)
         n = x.shape[0]
         total, offset = n * self.ctx.world, n * self.ctx.rank
@@ -157,16 +180,18 @@ class Trainer:
                    total=total, offset=offset)
         v1 = augment(x, gen, **aug)
         v2 = augment(x, gen, **aug) if "mm" in self.pairs else None
-        index = batch["index"].to(dev)
-        if (index < 0).any():
-            raise ValueError("samples without a global index: the shard folder needs its "
-                             "index.parquet (tmor.shards.index.write_index)")
-        valid = {"mm": torch.ones(n, dtype=torch.bool, device=dev),
-                 "mv": batch["has_video"].to(dev), "mt": batch["has_text"].to(dev)}
+        index = index_host.to(dev, non_blocking=True)
+        # which samples have a video / text embedding, for this rank and (gathered over the
+        # CPU group) for the global batch: known on the host, so the pushes need no device read
+        host_valid = {"mm": torch.ones(n, dtype=torch.bool),
+                      "mv": batch["has_video"].cpu().bool(), "mt": batch["has_text"].cpu().bool()}
+        host_valid_all = dict(zip(host_valid, gather_host(
+            torch.stack(list(host_valid.values())), self.ctx).unbind(0), strict=True))
         self.model.train()
-        with torch.autocast(dev.type, dtype=self.amp_dtype or torch.float32,
-                            enabled=self.amp_dtype is not None):
-            out = self.model(v1, v2, batch["video"].to(dev), batch["text"].to(dev))
+        with (torch.autocast(dev.type, dtype=self.amp_dtype) if self.amp_dtype is not None
+              else contextlib.nullcontext()):
+            out = self.model(v1, v2, batch["video"].to(dev, non_blocking=True),
+                             batch["text"].to(dev, non_blocking=True))
         index_all = gather(index)
         # cluster guidance only when on, after its warm-up, never from a step's dominant cluster
         table = self.guide_table()
@@ -177,20 +202,27 @@ class Trainer:
             table = None
         qc = effective_clusters(index, table)
         loss = torch.zeros((), device=dev)
-        stats: dict[str, float] = {"guided": float(self._has_clusters(table))}
+        stats: dict[str, torch.Tensor] = {}
         pushes = []
         for p, (q, k) in out.items():
             k_all = gather(k.float(), grad=True)
-            kv_all = gather(valid[p])
+            kv_all = host_valid_all[p].to(dev, non_blocking=True)
             qf, qi = self.queues[p].entries()
             cands = torch.cat([k_all, qf])
             cc = effective_clusters(torch.cat([index_all, qi]), table)
             cv = torch.cat([kv_all, torch.ones(len(qi), dtype=torch.bool, device=dev)])
             lp, st = cluster_contrastive_loss(q, cands, qc, cc, cfg.temperature,
-                                              query_valid=valid[p], cand_valid=cv)
+                                              query_valid=host_valid[p].to(dev, non_blocking=True),
+                                              cand_valid=cv)
             loss = loss + lp
-            stats[f"loss_{p}"], stats[f"pos_{p}"] = float(lp.detach()), st["positives"]
-            pushes.append((p, k_all.detach()[kv_all], index_all[kv_all]))
+            stats[f"loss_{p}"], stats[f"pos_{p}"] = lp.detach(), st["positives"]
+            keep = torch.nonzero(host_valid_all[p]).flatten()  # host rows: no device read
+            if len(keep) == len(host_valid_all[p]):
+                pushes.append((p, k_all.detach(), index_all))
+            else:
+                keep = keep.to(dev, non_blocking=True)
+                pushes.append((p, k_all.detach().index_select(0, keep),
+                               index_all.index_select(0, keep)))
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if cfg.grad_clip > 0:
@@ -204,11 +236,35 @@ class Trainer:
             self.queues[p].push(feats, idx)
         self.step += 1
         self.step_in_epoch += 1
-        names = sorted(stats)
-        means = all_mean([float(loss.detach())] + [stats[k] for k in names], dev)
-        row = {"loss": means[0], **dict(zip(names, means[1:], strict=True)), "lr": lr,
-               "samples_per_s": total / (time.perf_counter() - t0)}
+        names = ["loss", *sorted(stats)]
+        means = mean_over_ranks(torch.stack([loss.detach()] + [stats[k] for k in names[1:]])
+                                .float())
+        row: dict[str, Any] = {"step": self.step, "epoch": self.epoch, "lr": lr,
+                               "guided": float(self._has_clusters(table)),
+                               **dict(zip(names, means.unbind(0), strict=True))}
+        self._pending.append((row, names, means, total, time.perf_counter() - t0))
         return row
+
+    def flush_rows(self) -> list[dict[str, Any]]:
+        """The rows of the steps since the last call, every statistic a number (one device copy
+        for all of them). ``samples_per_s``: on a GPU the interval's mean (its steps' samples
+        over the wall time from the start of its first step to this copy, which waits for the
+        device), on the CPU each step's own."""
+        if not self._pending:
+            return []
+        pending, self._pending = self._pending, []
+        values = torch.stack([p[2] for p in pending]).cpu().tolist()
+        interval = None
+        if self.ctx.device.type != "cpu" and self._interval_start is not None:
+            seconds = time.perf_counter() - self._interval_start
+            interval = sum(p[3] for p in pending) / max(seconds, 1e-9)
+        self._interval_start = None  # the next interval starts with its first step
+        rows = []
+        for (row, names, _, samples, seconds), vals in zip(pending, values, strict=True):
+            out = {**row, **dict(zip(names, vals, strict=True))}
+            out["samples_per_s"] = interval if interval is not None else samples / seconds
+            rows.append(out)
+        return rows
 
     def guide_table(self) -> torch.Tensor | None:
         """The cluster labels this step may use: None with guidance off (the labels are never
@@ -244,7 +300,10 @@ class Trainer:
         save_checkpoint(url, self.encoder, self.heads, self.cfg.to_dict(), **self.extra_state())
 
     def load(self, url: str) -> None:
-        ck = load_checkpoint(url, map_location=self.ctx.device)
+        """Resume from a checkpoint. It is read onto the CPU: the RNG states must stay there
+        (the numpy one goes through ``.numpy()``), and the weights, optimizer state, queues and
+        cluster labels are copied to this run's device as they are loaded."""
+        ck = load_checkpoint(url, map_location="cpu")
         if self.corpus:  # a changed corpus: its indices name other samples now
             check_resume_corpus(ck, self.corpus.get("index_hash"), url, self.cfg.shards)
         self.encoder.load_state_dict(ck["encoder"])
@@ -316,16 +375,34 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
             trainer.save(last)
         return {"steps": 0, "checkpoint": last}
 
-    def save(url: str) -> None:
-        if ctx.is_main:
-            trainer.save(url)
-
     tb = Reporters(cfg.out_dir, parse_report_to(cfg.report_to), cfg.to_dict(),
                    corpus_card_hash(cfg.shards), index_hash, cfg.wandb_project,
                    cfg.wandb_mode) if ctx.is_main else None
 
     done = bool(cfg.max_steps and trainer.step >= cfg.max_steps)
     row: dict[str, Any] = {}
+
+    def log_rows() -> None:
+        """The rows of the steps since the last call: one device read for all of them."""
+        nonlocal row
+        rows = trainer.flush_rows()
+        for r in rows:
+            row = r
+            if metrics is not None:
+                metrics.append(r)
+            if tb is not None:
+                for k in METRIC_FIELDS[2:]:
+                    if isinstance(r.get(k), float):
+                        tb.add_scalar(f"train/{k}", r[k], r["step"])
+        if rows and ctx.is_main:
+            log.info("step %d epoch %d loss %.4f lr %.4g %.1f samples/s", row["step"],
+                     row["epoch"], row["loss"], row["lr"], row["samples_per_s"])
+
+    def save(url: str) -> None:
+        log_rows()  # the log holds every step the checkpoint holds
+        if ctx.is_main:
+            trainer.save(url)
+
     while trainer.epoch < cfg.epochs and not done:
         loader.set_epoch(trainer.epoch)
         it = iter(loader)
@@ -333,17 +410,9 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
             if next(it, None) is None:
                 break
         for batch in it:
-            row = trainer.train_step(batch)
-            row.update(step=trainer.step, epoch=trainer.epoch)
-            if metrics is not None:
-                metrics.append(row)
-                if tb is not None:
-                    for k in METRIC_FIELDS[2:]:
-                        if isinstance(row.get(k), float):
-                            tb.add_scalar(f"train/{k}", row[k], trainer.step)
-                if trainer.step % max(cfg.log_every, 1) == 0:
-                    log.info("step %d epoch %d loss %.4f lr %.4g %.1f samples/s", trainer.step,
-                             trainer.epoch, row["loss"], row["lr"], row["samples_per_s"])
+            trainer.train_step(batch)
+            if trainer.step % max(cfg.log_every, 1) == 0:
+                log_rows()
             if cfg.max_steps and trainer.step >= cfg.max_steps:
                 done = True
             if cfg.ckpt_every and trainer.step % cfg.ckpt_every == 0:
@@ -351,6 +420,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, Any]:
             if done:
                 break
         else:  # the epoch is complete
+            log_rows()
             if cfg.cluster:
                 st = recluster(trainer, cfg, ctx)
                 if clusters is not None:

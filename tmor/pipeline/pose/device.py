@@ -3,9 +3,11 @@
 Per batch (frames of one canvas, at the clip's own size: fetch leaves them at 360p at most): each
 frame goes to the model's input size (long side ``imgsz``) and is letterboxed into one canvas
 (top-left, gray 114); the canvas is normalized (fp16 / bf16 on CUDA) and run through the network
-in one forward; NMS runs over the whole batch at once (``torchvision.ops.batched_nms``, the frame
-as the group); boxes and keypoints are rescaled to each clip's own pixels there; one
-device-to-host copy brings the kept rows back. Frames not at the input size are packed into a
+in one forward; NMS runs over the whole batch in one ``torchvision.ops.nms`` call (each frame's
+boxes shifted apart: :func:`nms_by_group`); boxes and keypoints are rescaled to each clip's own
+pixels there; one device-to-host copy brings the kept rows back. On CUDA the upload of a batch
+starts on a side stream as soon as :meth:`DevicePose.prepare` has filled it, so that it overlaps
+the forward of the batch before. Frames not at the input size are packed into a
 pinned buffer at their own size, copied once and resized on the device (bilinear; antialiased
 when shrinking); frames already at it (a 640x360 clip at imgsz 640) are letterboxed on the host
 and give the very pixels of a decoder-side resize. The same code runs on CPU torch. Imports
@@ -47,6 +49,8 @@ class Prepared:
     sizes: list[tuple[int, int]]  # (w, h) of each frame at the model's input size
     factors: list[tuple[float, float]]  # the frame's own pixels per input pixel (x, y)
     runs: list[tuple[int, int, int, int, int]] | None = None
+    staged: torch.Tensor | None = None  # ``host`` on the device, copied on the side stream
+    ready: Any = None  # the event recorded after that copy
 
 
 class DevicePose:
@@ -64,6 +68,11 @@ class DevicePose:
         self.input_size = input_size or (lambda w, h: (w, h))
         self._pin = self.device.type == "cuda"
         self.uint8_resize = self.device.type == "cpu"  # CUDA has no uint8 bilinear kernel
+        #: the device's stream API (torch.cuda; torch.cpu's stand-ins run the same code) and the
+        #: side stream that uploads prepared batches (None: copied when run)
+        self.streams: Any = torch.get_device_module(self.device)
+        self.upload_stream: Any = (self.streams.Stream(self.device) if self.device.type == "cuda"
+                                   else None)
         #: pinned buffers used in turn: one being filled, one queued, one on the device
         self._buffers: list[torch.Tensor | None] = [None, None, None]
         self._turn = 0
@@ -96,7 +105,30 @@ class DevicePose:
             host[i, :h, :w] = f
             host[i, h:] = PAD
             host[i, :h, w:] = PAD
-        return Prepared(canvas, (ch, cw), sizes, factors)
+        return self._upload(Prepared(canvas, (ch, cw), sizes, factors))
+
+    def _upload(self, prepared: Prepared) -> Prepared:
+        """Start copying the filled buffer to the device on the side stream (returns at once);
+        :meth:`_staged` makes the compute stream wait for it."""
+        if self.upload_stream is None:
+            return prepared
+        with self.streams.stream(self.upload_stream):
+            prepared.staged = prepared.host.to(self.device, non_blocking=True)
+        prepared.ready = self.streams.Event()
+        prepared.ready.record(self.upload_stream)
+        return prepared
+
+    def _staged(self, prepared: Prepared) -> torch.Tensor:
+        """The prepared buffer on the device: the side stream's copy, which the current stream
+        waits for (and which the allocator keeps until that stream is done with it), or a copy
+        made now."""
+        if prepared.staged is None:
+            return prepared.host.to(self.device, non_blocking=True)
+        current = self.streams.current_stream(self.device)
+        current.wait_event(prepared.ready)
+        if prepared.staged.device.type == "cuda":
+            prepared.staged.record_stream(current)
+        return prepared.staged
 
     def _pack(self, frames: Sequence[np.ndarray], canvas: tuple[int, int],
               sizes: list[tuple[int, int]], factors: list[tuple[float, float]]) -> Prepared:
@@ -114,7 +146,7 @@ class DevicePose:
             else:
                 runs.append([i, 1, h, w, offset])
             offset += f.size
-        return Prepared(buf, canvas, sizes, factors, [tuple(r) for r in runs])
+        return self._upload(Prepared(buf, canvas, sizes, factors, [tuple(r) for r in runs]))
 
     # -- device side ---------------------------------------------------------------------------
     @torch.inference_mode()
@@ -138,11 +170,11 @@ class DevicePose:
 
     def _input(self, prepared: Prepared) -> torch.Tensor:
         """The network's input (N, 3, ch, cw) in ``dtype``, in [0, 1], on the device."""
-        canvas = prepared.host if prepared.runs is None else self._letterbox(prepared)
-        if self.device.type == "cpu":  # numpy converts uint8 several times faster
+        canvas = self._staged(prepared) if prepared.runs is None else self._letterbox(prepared)
+        if canvas.device.type == "cpu":  # numpy converts uint8 several times faster
             x = np.multiply(canvas.numpy(), np.float32(1 / 255), dtype=np.float32)
             return torch.from_numpy(x).permute(0, 3, 1, 2).to(self.dtype)
-        x = canvas.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
+        x = canvas.permute(0, 3, 1, 2)
         return x.to(self.dtype).mul_(1 / 255)  # NCHW view of channels-last memory
 
     def _letterbox(self, prepared: Prepared) -> torch.Tensor:
@@ -151,7 +183,7 @@ class DevicePose:
         canvas (N, ch, cw, 3)."""
         import torch.nn.functional as F
 
-        staged = prepared.host.to(self.device, non_blocking=True)
+        staged = self._staged(prepared)
         canvas = torch.full((len(prepared.sizes), *prepared.canvas, 3), PAD, dtype=torch.uint8,
                             device=self.device)
         for first, count, h, w, offset in prepared.runs or ():
@@ -178,8 +210,6 @@ class DevicePose:
         """(B, 4 + nc + nk*kd, A) raw output -> (K, 1 + 4 + 1 + nk*kd) float32 rows (frame,
         box xyxy, score, keypoints) kept by NMS, in the frames' own pixels, sorted by frame then
         descending score, at most ``max_det`` per frame."""
-        import torchvision
-
         nc = self.nc
         p = pred.transpose(1, 2)  # (B, A, C)
         score, cls = p[..., 4:4 + nc].max(-1)
@@ -191,7 +221,7 @@ class DevicePose:
         s = score[b, a].float()
         xy, wh = cand[:, :2], cand[:, 2:4] / 2
         boxes = torch.cat((xy - wh, xy + wh), 1)
-        keep = torchvision.ops.batched_nms(boxes, s, b * nc + cls[b, a], self.iou)
+        keep = nms_by_group(boxes, s, b * nc + cls[b, a], self.iou)
         kb = b[keep]
         kb, perm = torch.sort(kb, stable=True)  # by frame, each frame's by descending score
         keep = keep[perm]
@@ -224,3 +254,21 @@ class DevicePose:
                 np.ascontiguousarray(kpt[..., 2] if kd == 3 else np.ones(kpt.shape[:2],
                                                                           np.float32))))
         return out
+
+
+def nms_by_group(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor,
+                 iou: float) -> torch.Tensor:
+    """``torchvision.ops.batched_nms`` in one ``nms`` call at any size (torchvision loops over
+    the groups in Python above 25,000 boxes on CUDA, 1,000 on the CPU): each group's boxes are
+    shifted by group x (span of all coordinates + 1), so boxes of different groups never
+    overlap. The shift is made in float64, where it is exact for float32 boxes, so every IoU is
+    the unshifted one's (to float64 rounding) and the kept indices are batched_nms's. Returns
+    the kept indices in decreasing score order."""
+    import torchvision
+
+    if boxes.numel() == 0:
+        return torch.zeros(0, dtype=torch.int64, device=boxes.device)
+    b = boxes.double()
+    low = b.min()
+    shift = groups.to(b.dtype) * (b.max() - low + 1) - low
+    return torchvision.ops.nms(b + shift[:, None], scores.double(), iou)

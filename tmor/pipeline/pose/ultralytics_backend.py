@@ -5,8 +5,10 @@ Three engines:
   frames at the clip's own size, resized on the device so that their long side is ``imgsz``
   (``resize='decoder'``: resized by the decoder's swscale, the pixels of the engines below),
   letterboxed into one canvas per batch, one copy to the device, normalized there (fp16 on CUDA,
-  or ``precision='bf16'``), one forward, NMS over the whole batch on the device, rescaled to the
-  clip's pixels there, one copy back. The stage batches frames by :meth:`canvas_of`.
+  or ``precision='bf16'``: the detection head then runs in fp32, so boxes and keypoints are not
+  rounded to bf16's 2-4 px at 256-640 px), one forward (channels-last network and cuDNN
+  autotuning on CUDA), NMS over the whole batch on the device, rescaled to the clip's pixels
+  there, one copy back. The stage batches frames by :meth:`canvas_of`.
 - ``host`` (the path before the device one, kept as a reference): frames resized by the decoder,
   padded per shape on the host, one forward per shape, ultralytics' per-image NMS, one copy back
   per frame.
@@ -105,12 +107,12 @@ class UltralyticsBackend(PoseBackend):
             if not isinstance(net, torch.nn.Module):
                 raise PluginUnavailable(f"{spec!r} is not a torch model; use engine='predict'")
             net = net.fuse() if hasattr(net, "fuse") else net
-            net = net.eval().to(self.device)
             dtype = self._dtype(torch)
             self._dtype_t = dtype
-            net = net.to(dtype)
-            for p in net.parameters():
-                p.requires_grad_(False)
+            cuda_tensor = engine == "tensor" and self.device.startswith("cuda")
+            net = prepare_network(net, self.device, dtype, channels_last=cuda_tensor)
+            if cuda_tensor:  # one canvas shape per clip size: cuDNN picks each conv's kernel once
+                torch.backends.cudnn.benchmark = True
             self._net = net
             self._nc = len(getattr(net, "names", {0: "person"}))
             self._kpt_shape = tuple(getattr(net, "kpt_shape", (17, 3)))
@@ -267,3 +269,32 @@ class UltralyticsBackend(PoseBackend):
     def card(self) -> dict[str, Any]:
         return {**super().card(), "imgsz": self.imgsz, "conf": self.conf, "engine": self.engine,
                 "precision": self.precision, "resize": self.resize}
+
+
+def prepare_network(net: Any, device: str, dtype: Any, channels_last: bool = False) -> Any:
+    """A YOLO pose network ready for inference: eval, on ``device``, in ``dtype``, frozen;
+    ``channels_last``: weights in the channels-last layout of the input canvas (else cuDNN
+    re-lays them out at every forward). In bf16 the last module (the detection head, which
+    decodes boxes and keypoints into pixels) stays fp32 and gets fp32 inputs: bf16's 8-bit
+    mantissa would round a coordinate near 512 px to a multiple of 2 px (4 px above 512)."""
+    import torch
+
+    net = net.eval().to(device).to(dtype)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    head = net.model[-1] if dtype == torch.bfloat16 and hasattr(net, "model") else None
+    if head is not None:
+        head.float()
+
+        def fp32_inputs(_module: Any, args: tuple) -> tuple:
+            def cast(v: Any) -> Any:
+                if torch.is_tensor(v) and v.is_floating_point():
+                    return v.float()
+                return [cast(u) for u in v] if isinstance(v, (list, tuple)) else v
+
+            return tuple(cast(a) for a in args)
+
+        head.register_forward_pre_hook(fp32_inputs)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
