@@ -47,6 +47,8 @@ def test_smoke_runs_every_step_and_writes_one_json(tmp_path: Path) -> None:
             assert isinstance(doc[name][k], (int, float)) and doc[name][k] > 0, (name, k)
     assert doc["goals"]["reader_worker_over_train_step"] > 0
     assert doc["train"]["resume"]["resumed"] is True  # a run stopped after epoch 1, resumed
+    assert doc["steps"]["lift"]["rc"] == 0  # the MotionBERT step: lifter alone, inside the stage
+    assert doc["lift"]["lifter"]["batched_track_frames_per_s"] > 0 and doc["lift"]["pipeline"]
 
 
 def test_preflight_names_each_missing_thing_before_any_step(tmp_path: Path) -> None:
