@@ -180,7 +180,7 @@ def main() -> None:
     result = {
         "random_top1": top1["random"], "instance_top1": top1["instance"],
         "guided_top1": top1["guided"], "frames": args.frames, "epochs": args.epochs,
-        "steps": int(metrics["step"].max()) + 1, "minutes": round(minutes, 2),
+        "steps": int(metrics["step"].max()), "minutes": round(minutes, 2),
         "minutes_import": round(t_import / 60, 2), "minutes_pretrain": round(t_pretrain / 60, 2),
         "checkpoint": str(out / "guided" / "last.pt"),
         "guidance": guidance,
