@@ -173,7 +173,8 @@ def main() -> None:
     metrics = pd.read_csv(out / "guided" / "metrics.csv")
     guidance = clusters[["epoch", "clusters", "largest_fraction", "action", "guide_eps",
                          "guide_quantile", "guide_clusters", "guide_largest_fraction",
-                         "guide_noise_fraction"]].to_dict("records")
+                         "guide_noise_fraction"]].astype(object)
+    guidance = guidance.where(guidance.notna(), None).to_dict("records")  # no NaN in the JSON
     purity = guide_purity(out / "guided", out / "corpus_train" / "triplets")
     for row in guidance:
         row["guide_purity"] = purity.get(int(row["epoch"]))
