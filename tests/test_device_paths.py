@@ -72,6 +72,12 @@ def test_training_step_never_waits_for_the_device() -> None:
     assert copies.blocking == []
     assert tr.step == 3 and rows[-1]["loss"].device.type == "meta"
     assert tr.queues["mv"].count == 3 * 7 and tr.queues["mm"].count == 3 * 8  # host-known counts
+    # with cluster guidance on: the dominated-step check and the cluster ids stay on the device
+    guided = _trainer("meta", queue_size=32, guidance_warmup_steps=0)
+    guided.set_table(torch.tensor([i // 3 for i in range(40)]))  # a host copy, moved once
+    with BlockingCopies() as copies:
+        rows = [guided.train_step(_batch(seed=i)) for i in range(3)]
+    assert copies.blocking == [] and rows[-1]["guided"].device.type == "meta"
 
 
 def test_step_statistics_come_back_in_one_copy_per_interval() -> None:
@@ -89,7 +95,7 @@ def test_step_statistics_come_back_in_one_copy_per_interval() -> None:
 
 def test_resume_reads_the_checkpoint_onto_the_cpu(tmp_path) -> None:
     tr = _trainer("cpu")
-    tr.table = torch.tensor([i // 3 for i in range(40)])
+    tr.set_table(torch.tensor([i // 3 for i in range(40)]))
     tr.train_step(_batch())
     np.random.seed(123)
     random.seed(5)

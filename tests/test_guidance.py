@@ -218,7 +218,7 @@ def test_guidance_switch_changes_only_the_positives(corpus: str, tmp_path: Path,
     for on in (True, False):
         cfg = _switch_cfg(corpus, tmp_path / str(on), on)
         tr = P.Trainer(cfg, DistContext(), 3, 25, 1, 0, 0, total_steps=8)
-        tr.table = torch.zeros(int(batch["index"].max()) + 1, dtype=torch.long)  # one cluster
+        tr.set_table(torch.zeros(int(batch["index"].max()) + 1, dtype=torch.long))  # one
         calls.clear()
         row = tr.train_step(batch)
         runs[on] = (calls[0], row)

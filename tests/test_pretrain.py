@@ -117,7 +117,7 @@ def _steps(corpus: str, ctx) -> dict:
     tr = Trainer(cfg, ctx, 3, 25, 1, 32, 32, total_steps=10)
     # cluster guidance active: windows of the same sequence share a cluster, some are noise
     table = torch.tensor([i // 6 if i % 5 else -1 for i in range(200)])
-    tr.table = table
+    tr.set_table(table)
     n = 16 // ctx.world
     losses, first = [], []
 

@@ -188,9 +188,15 @@ def guarded_clustering(emb: np.ndarray, cfg: PretrainConfig, cluster: Any = None
     return res.labels, np.full(len(res.labels), -1, dtype=np.int64), info
 
 
-def batch_dominated(cand_clusters: torch.Tensor, limit: float) -> bool:
-    """True when one real cluster (id >= 0) holds more than ``limit`` of a step's candidates."""
-    real = cand_clusters[cand_clusters >= 0]
-    if real.numel() == 0:
-        return False
-    return bool(torch.bincount(real).max().item() > limit * cand_clusters.numel())
+def batch_dominated(cand_clusters: torch.Tensor, limit: float,
+                    num_clusters: int | None = None) -> torch.Tensor:
+    """0-d bool tensor: one real cluster (id >= 0) holds more than ``limit`` of a step's
+    candidates. Computed where the ids are, without reading back from the device when
+    ``num_clusters`` (an upper bound of the ids, + 1) is given."""
+    if num_clusters is None:
+        num_clusters = int(cand_clusters.max().clamp_min(-1)) + 1
+    ids = cand_clusters.long().clamp_min(-1) + 1  # 0: not a real cluster
+    counts = torch.zeros(num_clusters + 1, device=cand_clusters.device)
+    counts.scatter_add_(0, ids, torch.ones_like(ids, dtype=counts.dtype))
+    return counts[1:].max(0).values.gt(limit * cand_clusters.numel()) if num_clusters else \
+        torch.zeros((), dtype=torch.bool, device=cand_clusters.device)

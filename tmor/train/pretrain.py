@@ -139,7 +139,8 @@ class Trainer:
             self.amp_dtype = None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.queues = {p: FeatureQueue(cfg.queue_size, cfg.proj_dim, dev) for p in self.pairs}
-        self.table: torch.Tensor | None = None  # global index -> cluster (-1 noise)
+        self.table: torch.Tensor | None = None  # global index -> cluster (-1 noise), on device
+        self.table_clusters = 0                 # its number of clusters (known on the host)
         self.step = self.epoch = self.step_in_epoch = 0
         # rows of the steps not yet logged: (row, names of its tensors, their values, samples,
         # seconds of the step on the host)
@@ -160,10 +161,10 @@ class Trainer:
     def train_step(self, batch: dict[str, Any]) -> dict[str, Any]:
         """One optimizer step on this rank's part of the global batch.
 
-        Returns the step's row: ``lr`` and ``guided`` as numbers, the global-mean statistics
-        (``loss``, ``loss_<pair>``, ``pos_<pair>``) as 0-d tensors on the device, so that a step
-        never waits for the device (reading one does); :meth:`flush_rows` turns the rows of
-        the steps since its last call into numbers with one copy."""
+        Returns the step's row: ``lr`` as a number, the global-mean statistics (``loss``,
+        ``loss_<pair>``, ``pos_<pair>``, ``guided``) as 0-d tensors on the device, so that a
+        step never waits for the device (reading one does); :meth:`flush_rows` turns the rows
+        of the steps since its last call into numbers with one copy."""
         cfg, dev = self.cfg, self.ctx.device
         t0 = time.perf_counter()
         if self._interval_start is None:
@@ -194,13 +195,24 @@ class Trainer:
                              batch["text"].to(dev, non_blocking=True))
         index_all = gather(index)
         # cluster guidance only when on, after its warm-up, never from a step's dominant cluster
+        # (decided on the device: a dominated step takes every sample's own cluster)
         table = self.guide_table()
-        if table is not None and any(
+        guided = torch.zeros((), device=dev)
+        if table is not None:
+            k = self.table_clusters
+            dominated = torch.stack([
                 batch_dominated(effective_clusters(torch.cat([index_all, qi]), table),
-                                cfg.max_cluster_fraction)
-                for _, qi in (self.queues[p].entries() for p in out)):
-            table = None
-        qc = effective_clusters(index, table)
+                                cfg.max_cluster_fraction, k)
+                for _, qi in (self.queues[p].entries() for p in out)]).any()
+            guided = (~dominated).float() if k else guided
+
+        def clusters_of(idx: torch.Tensor) -> torch.Tensor:
+            if table is None:
+                return effective_clusters(idx, None)
+            return torch.where(dominated, effective_clusters(idx, None),
+                               effective_clusters(idx, table))
+
+        qc = clusters_of(index)
         loss = torch.zeros((), device=dev)
         stats: dict[str, torch.Tensor] = {}
         pushes = []
@@ -209,7 +221,7 @@ class Trainer:
             kv_all = host_valid_all[p].to(dev, non_blocking=True)
             qf, qi = self.queues[p].entries()
             cands = torch.cat([k_all, qf])
-            cc = effective_clusters(torch.cat([index_all, qi]), table)
+            cc = clusters_of(torch.cat([index_all, qi]))
             cv = torch.cat([kv_all, torch.ones(len(qi), dtype=torch.bool, device=dev)])
             lp, st = cluster_contrastive_loss(q, cands, qc, cc, cfg.temperature,
                                               query_valid=host_valid[p].to(dev, non_blocking=True),
@@ -236,11 +248,11 @@ class Trainer:
             self.queues[p].push(feats, idx)
         self.step += 1
         self.step_in_epoch += 1
+        stats["guided"] = guided  # the same on every rank (decided on the gathered batch)
         names = ["loss", *sorted(stats)]
         means = mean_over_ranks(torch.stack([loss.detach()] + [stats[k] for k in names[1:]])
                                 .float())
         row: dict[str, Any] = {"step": self.step, "epoch": self.epoch, "lr": lr,
-                               "guided": float(self._has_clusters(table)),
                                **dict(zip(names, means.unbind(0), strict=True))}
         self._pending.append((row, names, means, total, time.perf_counter() - t0))
         return row
@@ -273,13 +285,16 @@ class Trainer:
             return None
         return self.table
 
-    def _has_clusters(self, table: torch.Tensor | None) -> bool:
-        """Whether ``table`` groups any samples (a held-back clustering is all noise)."""
+    def set_table(self, table: np.ndarray | torch.Tensor | None) -> None:
+        """Cluster labels of the corpus (a host array: global index -> cluster, -1 noise) onto
+        the run's device; their number of clusters is kept on the host, so that steps never
+        read it back from the device."""
         if table is None:
-            return False
-        if getattr(self, "_checked", (None, False))[0] is not table:
-            self._checked = (table, bool((table >= 0).any()))
-        return self._checked[1]
+            self.table, self.table_clusters = None, 0
+            return
+        host = torch.as_tensor(table).cpu()
+        self.table = host.to(self.ctx.device)
+        self.table_clusters = int(host.max()) + 1 if host.numel() else 0
 
     # -- state ---------------------------------------------------------------------------------
     def extra_state(self) -> dict[str, Any]:
@@ -314,7 +329,7 @@ class Trainer:
         for p, st in ck["queues"].items():
             self.queues[p].load_state_dict(st)
         t = ck["cluster_table"]
-        self.table = None if t is None else t.to(self.ctx.device)
+        self.set_table(t)
         self.step, self.epoch = int(ck["step"]), int(ck["epoch"])
         self.step_in_epoch = int(ck["step_in_epoch"])
         rng = ck["rng"]

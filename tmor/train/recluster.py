@@ -12,7 +12,6 @@ import time
 from typing import Any
 
 import numpy as np
-import torch
 
 from tmor import fsio
 from tmor.train.config import PretrainConfig
@@ -63,5 +62,5 @@ def recluster(trainer: Any, cfg: PretrainConfig, ctx: DistContext) -> dict[str, 
                  info["guide_clusters"], info["guide_eps"], time.perf_counter() - t1,
                  stats["seconds"])
     table = from_main(table, ctx)
-    trainer.table = torch.from_numpy(table).to(ctx.device)
+    trainer.set_table(table)
     return stats
