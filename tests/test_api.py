@@ -294,16 +294,26 @@ def test_named_pyskl_pickle_keeps_names_and_split_through_import_export_import(t
 
 def test_a_name_collision_is_refused_in_one_line_and_writes_nothing(tmp_path):
     from tmor.cli.data import app
+    from tmor.shards.importers import triplet_from_annotation
+    from tmor.shards.writer import write_triplet_shards
 
     data = penn_pickle(tmp_path / "penn.pkl")
     twin = dict(data["annotations"][1], frame_dir=data["annotations"][0]["frame_dir"],
                 source="penn_action://elsewhere")  # another sample, the same name
-    data["annotations"].append(twin)
-    (tmp_path / "twice.pkl").write_bytes(pickle.dumps(data))
     runner = CliRunner()
+    twice = dict(data, annotations=[*data["annotations"], twin])
+    (tmp_path / "twice.pkl").write_bytes(pickle.dumps(twice))
     r = runner.invoke(app, ["import", str(tmp_path / "twice.pkl"), "--layout", "penn13",
                             "--root", str(tmp_path / "a")])
+    assert r.exit_code == 2 and "duplicate sample name '0001'" in r.output  # refused at import
+    r = runner.invoke(app, ["import", str(tmp_path / "penn.pkl"), "--layout", "penn13",
+                            "--root", str(tmp_path / "a")])
     assert r.exit_code == 0, r.output
+    # a corpus written another way (the library's shard writer) can still hold two samples of
+    # one name: export refuses it instead of renaming one
+    shards = sorted((tmp_path / "a" / "triplets").glob("*.tar"))
+    write_triplet_shards(str(tmp_path / "a" / "triplets"),
+                         [triplet_from_annotation(twin, "penn13", 30.0)], first_shard=len(shards))
     out = tmp_path / "a.pkl"
     r = runner.invoke(app, ["export", "--format", "pyskl", "--root", str(tmp_path / "a"),
                             "--out", str(out)])
