@@ -17,7 +17,7 @@
     python bench/pretrain_pays.py --penn ../shared/data/benchmarks/penn_action/labels \\
         --out /tmp/pays --json pays.json
     # the same at the paper's Penn Action input size, on a GPU machine
-    python bench/pretrain_pays.py --config configs/pretrain_pays_gpu.yaml --out runs/pays \\
+    python bench/pretrain_pays.py --config configs/pretrain/pays_gpu.yaml --out runs/pays \\
         --json pays_gpu.json
 
 Everything runs through the real CLIs (``python -m tmor.cli.data`` / ``tmor.cli.train``).

@@ -54,6 +54,7 @@ def test_loss_falls_clusters_form_checkpoint_reloads(corpus: str, tmp_path: Path
     from tmor.model.checkpoint import load_checkpoint
     from tmor.model.cluster import dbscan_cosine
     from tmor.train.embed import embed_to_parquet
+    from tmor.train.guidance import cluster_space
     from tmor.train.pretrain import run_pretrain
 
     out = tmp_path / "run"
@@ -75,7 +76,8 @@ def test_loss_falls_clusters_form_checkpoint_reloads(corpus: str, tmp_path: Path
     emb = pd.read_parquet(tmp_path / "emb.parquet")
     assert n == 182 and set(emb["key"]) == set(labels["key"])
     emb = emb.set_index("key").loc[labels["key"]]
-    res = dbscan_cosine(np.stack(emb["embedding"].to_numpy()), 0.005, 4, backend="faiss")
+    res = dbscan_cosine(cluster_space(np.stack(emb["embedding"].to_numpy())), 0.005, 4,
+                        backend="faiss")  # the space pre-training clusters in: centred
     assert res.n_clusters == labels["cluster"].max() + 1
     assert np.array_equal(res.labels, labels["cluster"].to_numpy())
     ck = load_checkpoint(str(out / "last.pt"))
