@@ -140,7 +140,7 @@ def guarded_clustering(emb: np.ndarray, cfg: PretrainConfig, cluster: Any = None
     considered for guidance.
 
     Why a descending ladder and not one retry: at the median k-distance half of the points are
-    core, and on real skeletons those core points chain into one component holding 50-73% of the
+    core, and on real skeletons those core points chain into one component holding 51-77% of the
     corpus (single linkage); a few quantiles lower the same embeddings give many clusters within
     the limit, and those clusters agree far better with the (unseen) action labels.
     """
