@@ -29,7 +29,7 @@ def one_line(error: BaseException) -> str:
     if isinstance(error, KeyError):
         text = text.strip("'\"")
     plain = ("StageFailed", "NoPlan", "InputError", "DataError", "PluginUnavailable",
-             "BadParameter", "ConfigError")
+             "BadParameter", "ConfigError", "UnsafePickleError", "BadPickleError")
     if type(error).__name__ in plain or any(c.__name__ in plain for c in type(error).__mro__):
         return text
     return f"{type(error).__name__}: {text}"
