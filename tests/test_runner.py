@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -226,3 +228,33 @@ def test_fsspec_root_on_memory_filesystem(videos_dir):
     assert summary["ok"] == 5 and summary["shards_committed"] == 3
     assert len(committed_view(root, "digest")) == 5
     assert run_stage(DigestStage(), root, _quiet())["this_run"]["processed"] == 0
+
+
+def test_a_claim_being_written_is_not_taken_over(tmp_path):
+    """A claim exists empty between its O_EXCL create and its write: a second worker that reads
+    it then must not call it stale (both would do the shard, and one would clear the other's
+    work folder); an empty claim left long ago by a dead writer is taken over."""
+    from tmor.pipeline.claims import UNWRITTEN_GRACE_S, claim_path, try_claim
+
+    root = str(tmp_path)
+    path = Path(claim_path(root, "digest", 0))
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"")  # a writer between create and write, right now
+    assert try_claim(root, "digest", 0, "1/2", lease_s=1800.0) is None
+    assert path.read_bytes() == b""
+    old = time.time() - UNWRITTEN_GRACE_S - 1
+    os.utime(path, (old, old))  # that writer died long ago
+    claim = try_claim(root, "digest", 0, "1/2", lease_s=1800.0)
+    assert claim is not None and json.loads(path.read_text())["worker"] == "1/2"
+    claim.release()
+
+
+def test_a_lock_being_written_holds_and_an_abandoned_one_does_not(tmp_path):
+    from tmor.manifests.lock import UNWRITTEN_GRACE_S, is_held
+
+    path = tmp_path / "plan.lock"
+    path.write_bytes(b"")
+    assert is_held(str(path), stale_s=600.0)
+    old = time.time() - UNWRITTEN_GRACE_S - 1
+    os.utime(path, (old, old))
+    assert not is_held(str(path), stale_s=600.0)  # used to block every later run for good

@@ -32,16 +32,23 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+# lock and claim files are created empty and written a moment later: one still unreadable after
+# this long lost its writer between the two; a younger one is being written right now
+UNWRITTEN_GRACE_S = 60.0
+
+
 def is_held(path: str, stale_s: float) -> bool:
     """True when a live holder has the lock at local ``path``."""
     try:
+        age = time.time() - os.path.getmtime(path)
         with open(path) as f:
             info = json.load(f)
-        age = time.time() - os.path.getmtime(path)
     except FileNotFoundError:
         return False
-    except (json.JSONDecodeError, OSError):
-        return True  # being written right now
+    except OSError:
+        return True  # there, but unreadable to us: assume a holder
+    except ValueError:  # empty or half-written
+        return age <= min(UNWRITTEN_GRACE_S, stale_s)
     if info.get("host") == HOST and not pid_alive(int(info.get("pid", -1))):
         return False
     return age <= stale_s

@@ -16,7 +16,7 @@ import time
 import uuid
 
 from tmor import fsio
-from tmor.manifests.lock import HOST, pid_alive
+from tmor.manifests.lock import HOST, UNWRITTEN_GRACE_S, pid_alive
 from tmor.manifests.plan import shard_name
 
 
@@ -26,11 +26,13 @@ def claim_path(root: str, stage: str, shard: int) -> str:
 
 def _is_stale(path: str, lease_s: float) -> bool:
     try:
+        age = time.time() - os.path.getmtime(path)
         with open(path) as f:
             info = json.load(f)
-        age = time.time() - os.path.getmtime(path)
-    except (FileNotFoundError, json.JSONDecodeError):
-        return True  # vanished, or its writer died between create and write
+    except FileNotFoundError:
+        return True
+    except ValueError:  # empty or half-written
+        return age > min(UNWRITTEN_GRACE_S, lease_s)
     if info.get("host") == HOST and not pid_alive(int(info.get("pid", -1))):
         return True
     return age > lease_s
