@@ -17,7 +17,6 @@ from tmor.train.guidance import (
     batch_dominated,
     cluster_space,
     guarded_clustering,
-    kdist_eps,
     kdist_quantiles,
     largest_fraction,
     plan_schedule,
@@ -64,7 +63,7 @@ def test_dominant_cluster_gets_eps_from_kdist() -> None:
     assert info["clusters"] == 1 and (labels == 0).all() and info["largest_fraction"] == 1.0
     assert info["action"] == "eps_from_kdist" and info["guide_eps"] < 0.3
     assert info["guide_clusters"] == 8 and largest_fraction(guide) <= 0.25
-    assert info["guide_eps"] == pytest.approx(kdist_eps(x, 5, 0.5))
+    assert info["guide_eps"] == pytest.approx(kdist_quantiles(x, 5, [0.5])[0])
     # the guide labels are exact DBSCAN at the chosen eps
     assert np.array_equal(guide, _dbscan(x, info["guide_eps"], 5).labels)
 

@@ -10,6 +10,7 @@ float32, keypoint_score (M, T, V) float32, optional keypoint_3d (M, T, V, 3) flo
 from __future__ import annotations
 
 import io
+import math
 import re
 import struct
 import zipfile
@@ -46,10 +47,7 @@ def load_npy(data: bytes) -> np.ndarray:
         if m is not None and m.group(1)[1:2] != b"O":
             shape = tuple(int(x) for x in m.group(2).split(b",") if x.strip())
             dtype = np.dtype(m.group(1).decode())
-            count = int(np.prod(shape)) if shape else 1
-            if count * dtype.itemsize > len(data) - start - hlen:
-                raise ValueError(f".npy declares {shape} {dtype} ({count * dtype.itemsize} "
-                                 f"bytes), holds {len(data) - start - hlen}")
+            count = _check_declared(shape, dtype, len(data) - start - hlen)
             arr = np.frombuffer(data, dtype, count=count, offset=start + hlen)
             return arr.reshape(shape).copy()  # writable, owns its memory
     _check_npy_size(data)
@@ -64,10 +62,17 @@ def _check_npy_size(data: bytes) -> None:
     version = fmt.read_magic(f)
     shape, _, dtype = (fmt.read_array_header_1_0(f) if version == (1, 0)
                        else fmt.read_array_header_2_0(f))
-    need = int(np.prod(shape, dtype=object)) * dtype.itemsize
-    if need > len(data) - f.tell():
-        raise ValueError(f".npy declares {shape} {dtype} ({need} bytes), holds "
-                         f"{len(data) - f.tell()}")
+    _check_declared(shape, dtype, len(data) - f.tell())
+
+
+def _check_declared(shape: tuple[int, ...], dtype: np.dtype, available: int) -> int:
+    """The element count of ``shape``; ValueError when its bytes (counted exactly, no integer
+    overflow) exceed the ``available`` bytes after the header."""
+    count = math.prod(shape)
+    if count * dtype.itemsize > available:
+        raise ValueError(f".npy declares {shape} {dtype} ({count * dtype.itemsize} bytes), "
+                         f"holds {available}")
+    return count
 
 
 def npz_bytes(arrays: dict[str, Any], compress: bool = True) -> bytes:

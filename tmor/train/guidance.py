@@ -117,12 +117,6 @@ def kdist_quantiles(emb: np.ndarray, k: int, quantiles: list[float], sample: int
     return [float(np.quantile(dist, q)) for q in quantiles]
 
 
-def kdist_eps(emb: np.ndarray, k: int, quantile: float, sample: int = 4096,
-              seed: int = 0) -> float:
-    """One quantile of :func:`kdist_quantiles`."""
-    return kdist_quantiles(emb, k, [quantile], sample, seed)[0]
-
-
 def guarded_clustering(emb: np.ndarray, cfg: PretrainConfig, cluster: Any = None
                        ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """DBSCAN at the run's eps, the labels safe to guide with, and what was done.

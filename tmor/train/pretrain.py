@@ -199,12 +199,12 @@ class Trainer:
         table = self.guide_table()
         guided = torch.zeros((), device=dev)
         if table is not None:
-            k = self.table_clusters
+            n_clusters = self.table_clusters
             dominated = torch.stack([
                 batch_dominated(effective_clusters(torch.cat([index_all, qi]), table),
-                                cfg.max_cluster_fraction, k)
+                                cfg.max_cluster_fraction, n_clusters)
                 for _, qi in (self.queues[p].entries() for p in out)]).any()
-            guided = (~dominated).float() if k else guided
+            guided = (~dominated).float() if n_clusters else guided
 
         def clusters_of(idx: torch.Tensor) -> torch.Tensor:
             if table is None:

@@ -146,8 +146,8 @@ class PoseStage(Stage):
     def setup(self) -> None:
         cfg = self.config
         lifter, _, checkpoint = cfg.lift.partition(":")
-        if lift_spec(cfg.lift):
-            raise PluginUnavailable(f"--lift {cfg.lift!r} {lift_spec(cfg.lift)}")
+        if wrong := lift_spec(cfg.lift):
+            raise PluginUnavailable(f"--lift {cfg.lift!r} {wrong}")
         L.num_joints(cfg.layout)  # raises on an unknown layout
         if lifter == "motionbert":  # before the pose model: a bad checkpoint fails fast
             from tmor.pipeline.pose.motionbert import MotionBERTLifter
