@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+#: ../shared/data beside the repository, or $TMOR_DATA (a checkout elsewhere, the GPU machine)
+SHARED_DATA = Path(os.environ.get("TMOR_DATA") or REPO.parent / "shared" / "data")
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -20,6 +21,15 @@ def shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"real test data not found at {path} (expected ../shared/data beside the repo)")
     return path
+
+
+def tree_state(root: Path) -> dict[str, str]:
+    """Every file (its sha256) and folder under ``root`` by relative path: equal before and
+    after a command when it left ``root`` as it was."""
+    from tmor.hashing import file_sha256
+
+    return {str(p.relative_to(root)): file_sha256(p) if p.is_file() else "folder"
+            for p in sorted(root.rglob("*"))}
 
 
 @pytest.fixture

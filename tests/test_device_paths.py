@@ -21,7 +21,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 class BlockingCopies(TorchDispatchMode):
     """Records host-to-device copies made without ``non_blocking`` (on CUDA each waits for the
-    device's queue to drain)."""
+    device's queue to drain): ``.to(device)`` and ``copy_``. Not seen: ``torch.tensor(data,
+    device=...)`` / ``torch.as_tensor``, which copy below the Python dispatch modes (the training
+    step makes none: its only ``as_tensor`` is of a host table in ``set_table``)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -63,6 +65,17 @@ def _batch(n: int = 8, seed: int = 0) -> dict:
             "video": torch.randn(n, 32, generator=g), "text": torch.randn(n, 32, generator=g),
             "has_video": has_video, "has_text": torch.ones(n, dtype=torch.bool),
             "index": torch.arange(n) + 8 * seed}
+
+
+def test_the_blocking_copy_detector_sees_blocking_uploads_only() -> None:
+    with BlockingCopies() as copies:
+        torch.ones(3).to("meta", non_blocking=True)
+        torch.empty(3, device="meta").copy_(torch.ones(3), non_blocking=True)
+    assert copies.blocking == []
+    with BlockingCopies() as copies:
+        torch.ones(3).to("meta")
+        torch.empty(3, device="meta").copy_(torch.ones(3))
+    assert len(copies.blocking) == 2, copies.blocking
 
 
 def test_training_step_never_waits_for_the_device() -> None:
@@ -187,13 +200,10 @@ def test_nms_in_one_call_keeps_what_batched_nms_keeps(frames: int, per_frame: in
 
 # -- the pose network on the device -------------------------------------------------------------
 def _yolo_and_frames(n: int = 4):
-    import os
-    from pathlib import Path
+    from conftest import SHARED_DATA as data
 
     from tmor.pipeline import video
 
-    data = Path(os.environ.get("TMOR_DATA") or Path(__file__).resolve().parents[1].parent
-                / "shared" / "data")
     weights = data / "models" / "yolo11n-pose.pt"
     clip = data / "videos" / "basketball_two_person.mp4"
     if not (weights.is_file() and clip.is_file()):

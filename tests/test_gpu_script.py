@@ -12,9 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("TMOR_DATA") or ROOT.parent / "shared" / "data")
+DATA = SHARED_DATA
 SECTIONS = {
     "pose": ["pipeline_fps", "naive_fps", "forward_fps", "pipeline_over_forward"],
     "pose_null": ["null_model_fps_per_core", "null_model_host_fps_per_core"],

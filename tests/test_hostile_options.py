@@ -12,7 +12,6 @@ its options would name them instead of the option, and fail its case.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib
 import math
 import subprocess
@@ -24,6 +23,7 @@ from types import SimpleNamespace
 import pytest
 import typer
 import yaml
+from conftest import tree_state
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -230,9 +230,9 @@ CASES = [
     # ---- pre-training config files (flat: PretrainConfig fields) --------------------------------
     conf("train", PT, "epoch: 3\n", "'epoch'", "yaml-pretrain-unknown-key"),
     conf("train", PT, "batch_size: big\n", "batch_size", "yaml-pretrain-batch-size-big"),
-    conf("train", PT, "lr: .inf\n", "lr", "yaml-pretrain-lr-inf"),
-    conf("train", PT, "epochs: -1\n", "epochs", "yaml-pretrain-epochs-neg"),
-    conf("train", PT, "losses: mm\n", "losses", "yaml-pretrain-losses-not-list"),
+    conf("train", PT, "lr: .inf\n", "lr must", "yaml-pretrain-lr-inf"),
+    conf("train", PT, "epochs: -1\n", "epochs must", "yaml-pretrain-epochs-neg"),
+    conf("train", PT, "losses: mm\n", "losses must", "yaml-pretrain-losses-not-list"),
     conf("train", PT, "- epochs\n", "FILE", "yaml-pretrain-top-level-list"),
     conf("train", PT, "", "FILE", "yaml-pretrain-empty-file"),
     # ---- tmor-data config files (sections runner, fetch, pose / extract_pose, ...) -------------
@@ -279,21 +279,11 @@ CASES = [
     conf("data", "run --root ROOT", "finetune:\n  epochs: 3\n", "'finetune'",
          "yaml-data-train-section"),
     conf("data", "fetch --root ROOT", "- fetch\n", "FILE", "yaml-data-top-level-list"),
-    conf("data", "fetch --root ROOT", "fetch\n", "top-level-scalar",
+    conf("data", "fetch --root ROOT", "fetch\n", "mapping of keys",
          "yaml-data-top-level-scalar"),
     conf("data", "fetch --root ROOT", "", "FILE", "yaml-data-empty-file"),
     conf("data", "fetch --root ROOT", "fetch:\n\tfps: 5\n", "FILE", "yaml-data-not-yaml"),
 ]
-
-
-def tree_hash(root: Path) -> str:
-    """sha256 over every file's relative path and bytes under ``root`` (and folder names)."""
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        h.update(str(p.relative_to(root)).encode())
-        if p.is_file():
-            h.update(p.read_bytes())
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -324,7 +314,7 @@ def argv_of(args: str, world: SimpleNamespace) -> list[str]:
 def refused(cli: str, argv: list[str], world: SimpleNamespace, capsys) -> str:
     """Run the command; assert it was refused the way issue 21 asks; return its line."""
     app, prog = APPS[cli]
-    before = tree_hash(world.root)
+    before = tree_state(world.root)
     with pytest.raises(SystemExit) as done:
         run_app(app, prog, argv)
     out, err = capsys.readouterr()
@@ -334,7 +324,7 @@ def refused(cli: str, argv: list[str], world: SimpleNamespace, capsys) -> str:
     assert lines[0].startswith(f"{prog}: error: "), lines[0]
     assert "Traceback" not in out + err
     assert not world.out.exists() and not world.fresh.exists(), "work was done"
-    assert tree_hash(world.root) == before, "the corpus root changed"
+    assert tree_state(world.root) == before, "the corpus root changed"
     return lines[0]
 
 
@@ -349,7 +339,8 @@ def test_hostile_flag_or_config_is_one_line_and_no_work(cli, args, yaml_text, na
     argv = argv_of(args, world)
     if yaml_text is not None:
         world.yaml.mkdir(exist_ok=True)
-        path = world.yaml / f"{request.node.callspec.id.split(':')[1]}.yaml"
+        # a name that says nothing of the case, so that the error line must name the key
+        path = world.yaml / f"case{request.node.callspec.indices['cli']}.yaml"
         path.write_text(yaml_text)
         argv += ["--config", str(path)]
     line = refused(cli, argv, world, capsys)

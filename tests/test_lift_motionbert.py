@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED_DATA, tree_state
 
 from tmor.errors import PluginUnavailable
 from tmor.hashing import file_sha256
@@ -27,8 +28,7 @@ from tmor.pipeline.pose.motionbert import (
 )
 from tmor.skeleton import layouts as L
 
-DATA = Path(os.environ.get("TMOR_DATA") or
-            Path(__file__).resolve().parents[1].parent / "shared" / "data")
+DATA = SHARED_DATA
 YOLO = DATA / "models" / "yolo11n-pose.pt"
 CLI = [sys.executable, "-c", "from tmor.cli.data import main; main()"]
 #: COCO-17 joint i of a mirrored image is joint COCO_MIRROR[i] of the original
@@ -247,11 +247,6 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True)
 
 
-def _digest(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file()}
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, lite):
     if not YOLO.is_file() or shutil.which("ffmpeg") is None:
@@ -285,6 +280,7 @@ def test_extract_pose_lifts_every_track_of_every_sample(corpus, lite):
         assert m >= 1 and p["keypoint_3d"].shape == (m, t, 17, 3), key
         assert p["keypoint_3d"].dtype == np.float32
         present = np.abs(p["box"]).sum(-1) > 0
+        assert present.any(), key
         assert (np.abs(p["keypoint_3d"][present]).sum(-1) > 0).all(), key  # every track, frame
         assert not p["keypoint_3d"][~present].any()
         assert (p["layout_3d"], p["lifter"], p["lifter_units"]) == (
@@ -317,11 +313,11 @@ def test_show_draws_the_3d_panel_beside_the_frame(corpus, tmp_path):
 
 def test_a_bad_checkpoint_is_one_error_line_and_leaves_the_corpus_alone(corpus, tmp_path):
     odd = save_checkpoint(tmp_path / "odd.bin", DSTformerConfig(dim_feat=384, mlp_ratio=4))
-    before = _digest(corpus)
+    before = tree_state(corpus)
     r = _cli("extract-pose", "--root", str(corpus), "--model", str(YOLO), "--overwrite",
              "--lift", f"motionbert:{odd}", "--no-progress")
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("tmor-data: error: ") and "odd.bin" in lines[0]
     assert "shapes match neither released DSTformer" in lines[0]
-    assert _digest(corpus) == before
+    assert tree_state(corpus) == before
